@@ -1,0 +1,74 @@
+"""Atomic writes: every output goes to a temporary path and is moved into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; on success it replaces `path` (file or folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        yield temporary
+        if temporary.is_file():
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        if path.is_dir() and not path.is_symlink():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            temporary.rename(path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary.parent, ignore_errors=True)
+
+
+def write_json(path: Path | str, data: Any) -> None:
+    """Writes `data` as indented JSON, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path | str, records: list[dict[str, Any]]) -> None:
+    """Writes one JSON object per line, atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """Reads a file written by `write_jsonl`."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_json(path: Path | str) -> Any:
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_npy(path: Path | str, array: np.ndarray) -> None:
+    """Saves a NumPy array (never pickled), atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+
+def read_npy(path: Path | str) -> np.ndarray:
+    """Loads an array saved by `write_npy`, refusing pickled objects."""
+    return np.load(path, allow_pickle=False)

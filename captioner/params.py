@@ -1,0 +1,193 @@
+"""Typed, validated sections of params.yaml: one dataclass per stage.
+
+Each stage loads only its own section with `load(Section)`. Unknown keys, wrong types and
+out-of-range values are rejected before any work starts, with the key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from captioner.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+BACKBONES = ("efficientnet_lite0", "resnet50")
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadParams:
+    images_url: str
+    text_url: str
+    images_sha256: str = ""
+    text_sha256: str = ""
+    max_unpacked_mb: int = 4096
+
+    def check(self) -> None:
+        for key in ("images_sha256", "text_sha256"):
+            value = getattr(self, key)
+            if value and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value)):
+                raise ValueError(f"{key}: expected 64 lowercase hex digits or empty, got {value!r}")
+        _require(self.max_unpacked_mb > 0, "max_unpacked_mb", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizeParams:
+    min_count: int = 5
+    max_length: int = 32
+    val_images: int = 500
+    seed: int = 42
+
+    def check(self) -> None:
+        _require(self.min_count >= 1, "min_count", "must be >= 1")
+        _require(self.max_length >= 3, "max_length", "must be >= 3 (start, a word, end)")
+        _require(self.val_images >= 1, "val_images", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedParams:
+    source: str = "train"
+    dim: int = 300
+    epoch: int = 10
+    minn: int = 3
+    maxn: int = 6
+    seed: int = 42
+
+    def check(self) -> None:
+        _require(self.dim >= 1, "dim", "must be >= 1")
+        _require(self.epoch >= 1, "epoch", "must be >= 1")
+        _require(0 <= self.minn <= self.maxn, "minn", "must satisfy 0 <= minn <= maxn")
+        _require(bool(self.source), "source", "must be 'train' or a URL/path to vectors")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractFeaturesParams:
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    batch_size: int = 32
+    decode_threads: int = 2
+    max_bad_fraction: float = 0.01
+
+    def check(self) -> None:
+        _require(self.backbone in BACKBONES, "backbone", f"must be one of {', '.join(BACKBONES)}")
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self.decode_threads >= 1, "decode_threads", "must be >= 1")
+        _require(0.0 <= self.max_bad_fraction <= 1.0, "max_bad_fraction", "must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    units: int = 512
+    rnn: str = "gru"
+    dropout: float = 0.5
+    train_embedding: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    batch_size: int = 64
+    epochs: int = 10
+    patience: int = 3
+    monitor: str = "val_bleu4"
+    val_bleu_images: int = 200
+    save_every_epoch: bool = True
+    seed: int = 42
+
+    def check(self) -> None:
+        _require(self.units >= 1, "units", "must be >= 1")
+        _require(self.rnn in ("gru", "lstm"), "rnn", "must be 'gru' or 'lstm'")
+        _require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        _require(self.optimizer in ("adam", "rmsprop", "sgd"), "optimizer",
+                 "must be 'adam', 'rmsprop' or 'sgd'")
+        _require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self.epochs >= 1, "epochs", "must be >= 1")
+        _require(self.patience >= 0, "patience", "must be >= 0")
+        _require(self.monitor in ("val_bleu4", "val_loss"), "monitor",
+                 "must be 'val_bleu4' or 'val_loss'")
+        _require(self.val_bleu_images >= 1, "val_bleu_images", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    beam_size: int = 3
+    max_length: int = 30
+    length_penalty: float = 0.0
+    batch_size: int = 64
+    report_images: int = 12
+
+    def check(self) -> None:
+        _require(self.beam_size >= 1, "beam_size", "must be >= 1")
+        _require(self.max_length >= 1, "max_length", "must be >= 1")
+        _require(self.length_penalty >= 0, "length_penalty", "must be >= 0")
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(self.report_images >= 0, "report_images", "must be >= 0")
+
+
+SECTIONS = {
+    "download": DownloadParams,
+    "tokenize": TokenizeParams,
+    "embed": EmbedParams,
+    "extract_features": ExtractFeaturesParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+}
+Section = TypeVar("Section")
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{key}: {message}")
+
+
+def _type_matches(value: Any, annotation: Any) -> bool:
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(annotation, types.UnionType):
+        return any(_type_matches(value, arg) for arg in typing.get_args(annotation))
+    return isinstance(value, annotation)
+
+
+def parse(section_class: type[Section], name: str, raw: Any) -> Section:
+    """Builds a section from its raw mapping, naming the offending key on any problem."""
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{PARAMS_FILE}: section '{name}' must be a mapping")
+    hints = typing.get_type_hints(section_class)
+    fields = {f.name: f for f in dataclasses.fields(section_class)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise PipelineError(
+            f"{PARAMS_FILE}: unknown key {name}.{unknown[0]} (known: {', '.join(fields)})"
+        )
+    for key, value in raw.items():
+        if not _type_matches(value, hints[key]):
+            raise PipelineError(
+                f"{PARAMS_FILE}: {name}.{key} must be {hints[key].__name__}, got {value!r}"
+            )
+    missing = [key for key, f in fields.items()
+               if key not in raw and f.default is dataclasses.MISSING]
+    if missing:
+        raise PipelineError(f"{PARAMS_FILE}: missing key {name}.{missing[0]}")
+    section = section_class(**{k: (float(v) if hints[k] is float else v) for k, v in raw.items()})
+    try:
+        section.check()
+    except ValueError as error:
+        raise PipelineError(f"{PARAMS_FILE}: {name}.{error}") from None
+    return section
+
+
+def load(section_class: type[Section], path: Path = PARAMS_FILE) -> Section:
+    """Reads params.yaml and returns the validated section of the given class."""
+    name = next(key for key, value in SECTIONS.items() if value is section_class)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise PipelineError(f"{path}: cannot read params: {error}") from None
+    if name not in document:
+        raise PipelineError(f"{path}: missing section '{name}'")
+    return parse(section_class, name, document[name])
