@@ -1,0 +1,90 @@
+"""Reading the pipeline's stage outputs, and saving/loading the trained model with what it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from captioner.errors import PipelineError
+from captioner.files import atomic_path, read_json, read_jsonl, read_npy, write_json
+
+CAPTIONS = Path("data/captions")
+EMBEDDINGS = Path("data/embeddings/matrix.npy")
+FEATURES = Path("data/features")
+MODELS = Path("models")
+
+
+@dataclass
+class Features:
+    """Image feature vectors (float16 rows) and the row of each image id."""
+
+    vectors: np.ndarray
+    row: dict[str, int]
+
+    def of(self, images: list[str]) -> np.ndarray:
+        """Feature rows of the given images, as float32."""
+        missing = [image for image in images if image not in self.row]
+        if missing:
+            raise PipelineError(
+                f"{FEATURES}: no features for {len(missing)} images, e.g. {missing[0]} "
+                "(it may have failed to decode: see metrics/features.json)"
+            )
+        return self.vectors[[self.row[image] for image in images]].astype(np.float32)
+
+
+def load_features(folder: Path = FEATURES) -> Features:
+    """Reads `features.npy` and `images.json` from the extract_features stage's output."""
+    vectors = read_npy(folder / "features.npy")
+    images = read_json(folder / "images.json")
+    if len(images) != len(vectors):
+        raise PipelineError(f"{folder}: {len(images)} image ids but {len(vectors)} feature rows")
+    return Features(vectors, {image: index for index, image in enumerate(images)})
+
+
+def load_split(name: str, folder: Path = CAPTIONS) -> list[dict[str, Any]]:
+    """The tokenize stage's records of one split: image, raw captions, token ids."""
+    return read_jsonl(folder / f"{name}.jsonl")
+
+
+@dataclass
+class CaptionModel:
+    """A trained captioner with the vocabulary and image backbone it was trained with."""
+
+    model: keras.Model
+    vocabulary: list[str]
+    backbone: dict[str, Any]
+
+
+def model_info_path(model_path: Path) -> Path:
+    """The JSON file stored beside a model: its vocabulary and backbone."""
+    return model_path.with_suffix(".json")
+
+
+def save_model(model: keras.Model, path: Path, vocabulary: list[str], backbone: dict) -> None:
+    """Saves the model and its vocabulary/backbone description, each atomically."""
+    write_json(model_info_path(path), {"vocabulary": vocabulary, "backbone": backbone})
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def load_model(path: Path) -> CaptionModel:
+    """Loads a model saved by `save_model` (Keras safe mode: no arbitrary code)."""
+    info_path = model_info_path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: no such model (run `dvc repro train` first)")
+    if not info_path.is_file():
+        raise PipelineError(f"{info_path}: missing; it holds the model's vocabulary and backbone")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{path}: cannot load the model: {error}") from None
+    info = read_json(info_path)
+    vocab_size = model.get_layer("next_word").units
+    if len(info["vocabulary"]) != vocab_size:
+        raise PipelineError(f"{info_path}: vocabulary has {len(info['vocabulary'])} words but "
+                            f"the model predicts {vocab_size}")
+    return CaptionModel(model, info["vocabulary"], info["backbone"])

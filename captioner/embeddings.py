@@ -1,0 +1,124 @@
+"""Word embeddings for the vocabulary: fastText trained on the captions, or pretrained vectors."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import fasttext
+import numpy as np
+
+from captioner.errors import PipelineError
+from captioner.text import PAD_ID, SPECIAL_TOKENS
+
+# fastText hashes character n-grams into this many rows; its default (2M rows) costs
+# 2.4 GB at 300 dimensions, far more than a caption corpus of a few thousand words needs.
+NGRAM_BUCKETS = 200_000
+
+
+def train_fasttext(
+    sentences: Sequence[Sequence[str]], dim: int, epoch: int, minn: int, maxn: int
+) -> fasttext.FastText._FastText:
+    """Trains a skipgram fastText model on the sentences.
+
+    One thread makes the result repeatable: fastText's Python API has no seed argument and uses a
+    fixed internal seed, so only the thread count can break determinism.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        corpus = Path(folder) / "corpus.txt"
+        corpus.write_text("".join(" ".join(words) + "\n" for words in sentences), encoding="utf-8")
+        return fasttext.train_unsupervised(
+            str(corpus), model="skipgram", dim=dim, epoch=epoch, minn=minn, maxn=maxn,
+            minCount=1, bucket=NGRAM_BUCKETS, thread=1, verbose=0,
+        )
+
+
+def matrix_from_model(
+    model: fasttext.FastText._FastText, vocabulary: Sequence[str], seed: int
+) -> tuple[np.ndarray, float]:
+    """One row per vocabulary word (subword vectors for words the model never saw) and coverage."""
+    known = set(model.words)
+    words = vocabulary[len(SPECIAL_TOKENS):]
+    rows = {word: model.get_word_vector(word) for word in words}
+    coverage = sum(word in known for word in words) / max(len(words), 1)
+    return _assemble(vocabulary, rows, model.get_dimension(), seed), coverage
+
+
+def _open_text(path: Path) -> Iterator[str]:
+    """Lines of a `.vec` file, plain, gzip-compressed or the first member of a zip archive."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+            yield from handle
+    elif path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.endswith(".vec")]
+            if not members:
+                raise PipelineError(f"{path}: the zip archive holds no .vec file")
+            with archive.open(members[0]) as raw:
+                yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    else:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            yield from handle
+
+
+def matrix_from_vec(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
+    """Streams a `.vec` text file keeping only vocabulary rows; returns the matrix and coverage.
+
+    Words missing from the file get seeded random vectors, like the special tokens.
+    """
+    wanted = set(vocabulary[len(SPECIAL_TOKENS):])
+    rows: dict[str, np.ndarray] = {}
+    dim = None
+    try:
+        for line_number, line in enumerate(_open_text(path), start=1):
+            parts = line.rstrip().split(" ")
+            if line_number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                dim = int(parts[1])
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) != dim + 1:
+                raise PipelineError(
+                    f"{path}: line {line_number} has {len(parts) - 1} values, expected {dim}"
+                )
+            if parts[0] in wanted and parts[0] not in rows:
+                rows[parts[0]] = np.asarray(parts[1:], dtype=np.float32)
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise PipelineError(f"{path}: cannot read word vectors: {error}") from None
+    except ValueError as error:
+        raise PipelineError(f"{path}: not a word-vector text file: {error}") from None
+    if dim is None or not rows:
+        raise PipelineError(f"{path}: no vectors for any vocabulary word")
+    return _assemble(vocabulary, rows, dim, seed), len(rows) / max(len(wanted), 1)
+
+
+def matrix_from_source(source: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
+    """Builds the matrix from pretrained vectors: a fastText `.bin` model or `.vec` text."""
+    if source.suffix == ".bin":
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                model = fasttext.load_model(str(source))
+            except ValueError as error:
+                raise PipelineError(f"{source}: not a fastText .bin model: {error}") from None
+        return matrix_from_model(model, vocabulary, seed)
+    return matrix_from_vec(source, vocabulary, seed)
+
+
+def _assemble(
+    vocabulary: Sequence[str], rows: dict[str, np.ndarray], dim: int, seed: int
+) -> np.ndarray:
+    """Stacks the rows in vocabulary order: padding zeros, other missing rows seeded random."""
+    found = np.stack(list(rows.values())) if rows else np.zeros((1, dim), np.float32)
+    scale = float(found.std()) or 1.0
+    random_rows = np.random.default_rng(seed).normal(0.0, scale, (len(vocabulary), dim))
+    matrix = random_rows.astype(np.float32)
+    for index, word in enumerate(vocabulary):
+        if word in rows:
+            matrix[index] = rows[word]
+    matrix[PAD_ID] = 0.0
+    return matrix

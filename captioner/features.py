@@ -1,0 +1,160 @@
+"""Image files in, one CNN feature vector per image out, through a streaming tf.data pipeline.
+
+Decoding runs in parallel tf.data workers (Pillow releases the GIL while it decodes and resizes),
+batches are prefetched so decoding overlaps the forward pass, and memory stays flat however many
+images there are. An image that cannot be decoded is reported with its reason, never fatal here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from captioner.backbones import IMAGE_SIZE, build_backbone, feature_dim
+from captioner.errors import PipelineError
+from captioner.files import read_json
+
+# Largest image decoded in full (about 100 MB as RGB); bigger JPEGs are first reduced by libjpeg's
+# DCT scaling, so only non-JPEG images of this size are refused.
+MAX_DECODED_PIXELS = 36_000_000
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+class BadImage(Exception):
+    """An image file that cannot be turned into pixels; the message says why."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in SIXTEEN_BIT_MODES:
+        levels = np.asarray(image, dtype=np.float32) / 257.0
+        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def load_pixels(path: Path | str) -> np.ndarray:
+    """Decodes an image file to RGB uint8 pixels of IMAGE_SIZE x IMAGE_SIZE, upright per its EXIF.
+
+    Any format Pillow reads is accepted whatever the file name says. Raises BadImage with the reason.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+                if image.width * image.height > MAX_DECODED_PIXELS:
+                    raise BadImage(f"too large to decode: {image.width}x{image.height} pixels")
+                upright = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(upright).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                return np.asarray(rgb, dtype=np.uint8)
+    except BadImage:
+        raise
+    # Decoders of broken files raise many exception types (OSError, SyntaxError, ValueError,
+    # DecompressionBombError, struct.error, ...); each one means this file is unusable.
+    except Exception as error:
+        raise BadImage(f"{type(error).__name__}: {error}") from None
+
+
+def _decode_or_reason(path: bytes) -> tuple[np.ndarray, bytes]:
+    try:
+        return load_pixels(path.decode()), b""
+    except BadImage as error:
+        return np.zeros(PIXELS_SHAPE, dtype=np.uint8), str(error).encode()
+
+
+def _decode_op(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    pixels, reason = tf.numpy_function(_decode_or_reason, [path], [tf.uint8, tf.string],
+                                       stateful=False)
+    pixels.set_shape(PIXELS_SHAPE)
+    reason.set_shape(())
+    return pixels, reason
+
+
+def image_batches(paths: Sequence[Path | str], batch_size: int,
+                  decode_threads: int) -> tf.data.Dataset:
+    """Streams (pixels uint8 [b, 224, 224, 3], reason string [b]) batches in the order of `paths`.
+
+    A reason is empty for a decoded image; for a bad one it says why, and its pixels are zeros.
+    """
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = decode_threads
+    return (
+        tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
+        .map(_decode_op, num_parallel_calls=decode_threads, deterministic=True)
+        .batch(batch_size)
+        .prefetch(2)
+        .with_options(options)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """Features of the decodable images (float16, rows in input order) and the rest with reasons."""
+
+    features: np.ndarray
+    paths: list[Path]
+    bad: list[tuple[Path, str]]
+
+
+class FeatureExtractor:
+    """Computes feature vectors for image files with one backbone, its weights and preprocessing."""
+
+    def __init__(self, backbone: str, weights: str, batch_size: int = 32,
+                 decode_threads: int = 2) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.batch_size = batch_size
+        self.decode_threads = decode_threads
+        self.model = build_backbone(backbone, weights)
+        self.dim = feature_dim(self.model)
+        self._forward = tf.function(
+            lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False),
+            input_signature=[tf.TensorSpec((None, *PIXELS_SHAPE), tf.uint8)],
+        )
+
+    @classmethod
+    def from_description(cls, path: Path | str, batch_size: int = 32,
+                         decode_threads: int = 2) -> FeatureExtractor:
+        """Rebuilds the extractor described by a backbone.json written by the extract stage."""
+        try:
+            description = read_json(path)
+            backbone, weights, dim = (description[key] for key in ("backbone", "weights", "dim"))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PipelineError(f"{path}: cannot read backbone description: {error!r}") from None
+        extractor = cls(backbone, weights, batch_size, decode_threads)
+        if extractor.dim != dim:
+            raise PipelineError(f"{path}: dim {dim} does not match the {backbone} output "
+                                f"({extractor.dim})")
+        return extractor
+
+    def description(self) -> dict[str, str | int]:
+        """What from_description needs to rebuild this extractor: backbone, weights and dim."""
+        return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim}
+
+    def extract(self, paths: Sequence[Path | str], progress: bool = False) -> Extraction:
+        """Computes features for `paths`; undecodable images are left out and listed in `bad`."""
+        if not paths:
+            return Extraction(np.zeros((0, self.dim), dtype=np.float16), [], [])
+        features = np.zeros((len(paths), self.dim), dtype=np.float16)
+        reasons: list[str] = []
+        with tqdm(total=len(paths), unit="img", disable=not progress, desc="features") as bar:
+            for pixels, batch_reasons in image_batches(paths, self.batch_size,
+                                                       self.decode_threads):
+                start = len(reasons)
+                features[start:start + len(pixels)] = self._forward(pixels).numpy()
+                reasons.extend(reason.decode() for reason in batch_reasons.numpy())
+                bar.update(len(pixels))
+        good = np.array([not reason for reason in reasons], dtype=bool)
+        return Extraction(
+            features=features[good],
+            paths=[Path(path) for path, ok in zip(paths, good, strict=True) if ok],
+            bad=[(Path(path), reason) for path, reason in zip(paths, reasons, strict=True)
+                 if reason],
+        )

@@ -1,0 +1,85 @@
+"""The "merge" caption model: an image branch and a text branch added, then a word classifier.
+
+Training reads whole captions at once (teacher forcing): the recurrent layer returns every step
+and the projected image vector is added at every step. For decoding, the same layers are rewired
+into an image encoder and a one-word step model that carries the recurrent state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+
+def build_captioner(
+    embedding_matrix: np.ndarray,
+    feature_dim: int,
+    units: int,
+    rnn: str,
+    dropout: float,
+    train_embedding: bool,
+) -> keras.Model:
+    """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities."""
+    vocab_size, embedding_dim = embedding_matrix.shape
+
+    image_features = keras.Input((feature_dim,), name="image_features")
+    image = layers.Dropout(dropout, name="image_dropout")(image_features)
+    image = layers.Dense(units, activation="relu", name="image_projection")(image)
+    image = layers.LayerNormalization(name="image_norm")(image)
+    image = layers.Reshape((1, units), name="image_per_step")(image)
+
+    caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+    words = layers.Embedding(
+        vocab_size, embedding_dim, mask_zero=True, trainable=train_embedding,
+        embeddings_initializer=keras.initializers.Constant(embedding_matrix),
+        name="word_embedding",
+    )(caption)
+    words = layers.Dropout(dropout, name="word_dropout")(words)
+    recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[rnn]
+    sequence, *_ = recurrent(units, return_sequences=True, return_state=True,
+                             name="caption_rnn")(words)
+
+    merged = layers.Add(name="merge")([sequence, image])
+    hidden = layers.Dense(units, activation="relu", name="decoder_hidden")(merged)
+    next_word = layers.Dense(vocab_size, activation="softmax", name="next_word")(hidden)
+    return keras.Model([image_features, caption], next_word, name="merge_captioner")
+
+
+@dataclass
+class DecodingModels:
+    """The trained layers rewired for decoding one word at a time."""
+
+    encode_image: keras.Model
+    step: keras.Model
+    state_count: int
+    units: int
+
+
+def decoding_models(model: keras.Model) -> DecodingModels:
+    """Builds the image encoder and the step model from a trained (or loaded) captioner.
+
+    The step model maps (projected image, previous word (batch, 1), states) to next-word
+    probabilities (batch, 1, vocab) and the new states.
+    """
+    feature_dim = model.get_layer("image_projection").input.shape[-1]
+    units = model.get_layer("image_projection").units
+    rnn = model.get_layer("caption_rnn")
+    state_count = 2 if isinstance(rnn, layers.LSTM) else 1
+
+    image_features = keras.Input((feature_dim,), name="image_features")
+    projected = model.get_layer("image_norm")(model.get_layer("image_projection")(image_features))
+    encode_image = keras.Model(image_features, projected, name="encode_image")
+
+    image = keras.Input((units,), name="projected_image")
+    previous_word = keras.Input((1,), dtype="int32", name="previous_word")
+    states = [keras.Input((units,), name=f"state_{i}") for i in range(state_count)]
+    words = model.get_layer("word_embedding")(previous_word)
+    sequence, *new_states = rnn(words, initial_state=states)
+    merged = layers.Add(name="merge")([sequence, model.get_layer("image_per_step")(image)])
+    probabilities = model.get_layer("next_word")(model.get_layer("decoder_hidden")(merged))
+    step = keras.Model([image, previous_word, *states], [probabilities, *new_states],
+                       name="decode_step")
+    return DecodingModels(encode_image, step, state_count, units)

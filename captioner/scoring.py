@@ -1,0 +1,54 @@
+"""Caption scores with the coco-caption scorers of pycocoevalcap (BLEU-1..4, CIDEr, ROUGE-L)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+
+from captioner.text import clean
+
+Captions = dict[str, list[str]]
+
+
+def _tokenized(
+    hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
+) -> tuple[Captions, Captions]:
+    """Both sides cleaned by the training rules (lowercase, letters only) and space-joined.
+
+    This stands in for the Java PTB tokenizer that coco-caption normally runs first.
+    """
+    images = sorted(hypotheses)
+    missing = [image for image in images if not references.get(image)]
+    if missing:
+        raise ValueError(f"no reference captions for {len(missing)} images, e.g. {missing[0]}")
+    truth = {image: [" ".join(clean(text)) for text in references[image]] for image in images}
+    result = {image: [" ".join(clean(hypotheses[image]))] for image in images}
+    return truth, result
+
+
+def _rouge_l(truth: Captions, result: Captions) -> float:
+    """Mean ROUGE-L; an empty caption scores 0 (pycocoevalcap divides by its length)."""
+    scorer = Rouge()
+    return float(np.mean([scorer.calc_score(result[image], truth[image]) if result[image][0]
+                          else 0.0 for image in truth]))
+
+
+def score_captions(
+    hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """Scores one generated caption per image against all its references."""
+    truth, result = _tokenized(hypotheses, references)
+    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
+    cider, _ = Cider().compute_score(truth, result)
+    scores = {f"bleu{n}": float(value) for n, value in enumerate(bleu, start=1)}
+    return {**scores, "cider": float(cider), "rouge_l": _rouge_l(truth, result)}
+
+
+def bleu4(hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> float:
+    """Corpus BLEU-4 alone, for per-epoch validation."""
+    bleu, _ = Bleu(4).compute_score(*_tokenized(hypotheses, references), verbose=0)
+    return float(bleu[3])

@@ -1,0 +1,55 @@
+"""Stage evaluate: beam-search captions for every test image, coco-caption scores and a report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from captioner import params
+from captioner.artifacts import MODELS, load_features, load_model, load_split
+from captioner.decoding import Decoder
+from captioner.errors import run_stage
+from captioner.files import atomic_path, write_json, write_jsonl
+from captioner.report import render_report
+from captioner.scoring import score_captions
+from captioner.text import decode
+
+IMAGES = Path("data/raw/images")
+OUTPUT = Path("data/evaluation")
+METRICS = Path("metrics/eval.json")
+
+
+def main() -> None:
+    config = params.load(params.EvaluateParams)
+    trained = load_model(MODELS / "model.keras")
+    test = load_split("test")
+    images = [record["image"] for record in test]
+    features = load_features().of(images)
+
+    decoder = Decoder(trained.model)
+    started = time.perf_counter()
+    captions = decoder.captions(features, config.beam_size, config.max_length,
+                                config.length_penalty, config.batch_size, progress=True)
+    seconds = time.perf_counter() - started
+
+    hypotheses = {image: decode(ids, trained.vocabulary) for image, ids in zip(images, captions,
+                                                                                strict=True)}
+    references = {record["image"]: record["captions"] for record in test}
+    scores = score_captions(hypotheses, references)
+    rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
+            for image in images]
+    write_jsonl(OUTPUT / "captions.jsonl", rows)
+    with atomic_path(OUTPUT / "report.html") as temporary:
+        temporary.write_text(render_report(rows[:config.report_images], IMAGES, scores),
+                             encoding="utf-8")
+    write_json(METRICS, {
+        **{name: round(value, 5) for name, value in scores.items()},
+        "test_images": len(images),
+        "beam_size": config.beam_size,
+        "decode_images_per_s": round(len(images) / seconds, 2),
+    })
+    print("evaluate: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,186 @@
+"""A loopback HTTP file server for tests: Range requests, and faults on demand.
+
+`serve_directory(root)` serves the files under `root` on 127.0.0.1 (ephemeral port) from a
+background thread, honouring single `Range: bytes=...` requests. Keyword arguments make it
+misbehave: ignore Range, cut the first body short, or answer a fixed error status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.server
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+COPY_CHUNK = 64 * 1024
+POLL_S = 0.05  # how soon the server thread notices shutdown
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One request the server answered."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+
+
+@dataclasses.dataclass
+class ServedDirectory:
+    """The running server: its base URL (no trailing slash) and the requests it answered."""
+
+    url: str
+    requests: list[Request]
+
+    def url_for(self, name: str) -> str:
+        """The URL of file `name` under the served root."""
+        return f"{self.url}/{name}"
+
+
+@dataclasses.dataclass
+class _Behaviour:
+    ignore_range: bool
+    drop_after_bytes: int | None
+    status: int | None
+    status_times: int | None
+    requests: list[Request]
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def take_status(self) -> int | None:
+        with self.lock:
+            if self.status is None or self.status_times == 0:
+                return None
+            if self.status_times is not None:
+                self.status_times -= 1
+            return self.status
+
+    def take_drop(self) -> int | None:
+        with self.lock:
+            drop, self.drop_after_bytes = self.drop_after_bytes, None
+            return drop
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Returns the inclusive (first, last) byte of a single valid range; None means whole file.
+
+    Raises ValueError for a valid range that selects no byte of the file (HTTP 416).
+    """
+    match = RANGE.fullmatch(header.strip()) if header else None
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = (int(value) if value else None for value in match.groups())
+    if first is None:
+        first, last = size - last, size - 1
+    elif last is None or last >= size:
+        last = size - 1
+    elif last < first:
+        return None
+    if first >= size or last < max(first, 0):
+        raise ValueError(f"range {header!r} selects nothing of {size} bytes")
+    return max(first, 0), last
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, behaviour: _Behaviour, **kwargs: Any) -> None:
+        self.behaviour = behaviour
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        with self.behaviour.lock:
+            self.behaviour.requests.append(
+                Request(self.command, self.path, self.headers.get("Range"), int(code))
+            )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keeps test output quiet; requests are recorded by `log_request`."""
+
+    def _respond(self, send_body: bool) -> None:
+        status = self.behaviour.take_status()
+        if status is not None:
+            self.send_error(status)
+            return
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            if send_body:
+                super().do_GET()
+            else:
+                super().do_HEAD()
+            return
+        size = path.stat().st_size
+        header = None if self.behaviour.ignore_range else self.headers.get("Range")
+        try:
+            byte_range = parse_range(header, size)
+        except ValueError:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        first, last = byte_range or (0, size - 1)
+        self.send_response(206 if byte_range else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "none" if self.behaviour.ignore_range else "bytes")
+        if byte_range:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.end_headers()
+        if send_body:
+            self._send_bytes(path, first, last - first + 1)
+
+    def _send_bytes(self, path: Path, offset: int, length: int) -> None:
+        drop = self.behaviour.take_drop()
+        if drop is not None:
+            length = min(length, drop)
+            self.close_connection = True
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            while length > 0:
+                chunk = handle.read(min(COPY_CHUNK, length))
+                self.wfile.write(chunk)
+                length -= len(chunk)
+
+
+@contextlib.contextmanager
+def serve_directory(
+    root: Path,
+    *,
+    ignore_range: bool = False,
+    drop_after_bytes: int | None = None,
+    status: int | None = None,
+    status_times: int | None = None,
+) -> Iterator[ServedDirectory]:
+    """Serves `root` over HTTP on 127.0.0.1 for the duration of the block.
+
+    ignore_range: answer every GET with the whole file (200), as servers without Range do.
+    drop_after_bytes: the first body sent stops after this many bytes and the connection closes.
+    status: answer requests with this error status instead (the first `status_times` only,
+    or all of them when None).
+    """
+    requests: list[Request] = []
+    behaviour = _Behaviour(ignore_range, drop_after_bytes, status, status_times, requests)
+
+    def handler(*args: Any) -> _Handler:
+        return _Handler(*args, behaviour=behaviour, directory=str(root))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield ServedDirectory(f"http://{host}:{port}", requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
