@@ -22,12 +22,22 @@ def _compiled(model: keras.Model) -> Callable:
 
 
 class Decoder:
-    """Generates captions with a trained captioner; its graph functions are traced once."""
+    """Generates captions from an image encoder and a one-word step function.
 
-    def __init__(self, model: keras.Model) -> None:
-        self.models = decoding_models(model)
-        self._encode = _compiled(self.models.encode_image)
-        self._step = _compiled(self.models.step)
+    `encode(features)` gives the projected images; `step(projected, previous_words, *states)`
+    gives next-word probabilities (batch, 1, vocab) and the new states.
+    """
+
+    def __init__(self, encode: Callable, step: Callable, state_count: int, units: int) -> None:
+        self._encode, self._step = encode, step
+        self.state_count, self.units = state_count, units
+
+    @classmethod
+    def from_model(cls, model: keras.Model) -> Decoder:
+        """A decoder for a trained captioner; its graph functions are traced once."""
+        models = decoding_models(model)
+        return cls(_compiled(models.encode_image), _compiled(models.step), models.state_count,
+                   models.units)
 
     def captions(
         self,
@@ -57,8 +67,8 @@ class Decoder:
     ) -> list[list[int]]:
         images = len(features)
         rows = images * beam_size
-        projected = np.repeat(self._encode(features).numpy(), beam_size, axis=0)
-        states = [np.zeros((rows, self.models.units), np.float32) for _ in range(self.models.state_count)]
+        projected = np.repeat(np.asarray(self._encode(features)), beam_size, axis=0)
+        states = [np.zeros((rows, self.units), np.float32) for _ in range(self.state_count)]
         words = np.zeros((images, beam_size, 0), np.int64)
         scores = np.full((images, beam_size), -np.inf, np.float32)
         scores[:, 0] = 0.0  # every beam starts identical, so only the first one may expand
@@ -67,7 +77,7 @@ class Decoder:
 
         for _ in range(max_length):
             probabilities, *states = self._step(projected, previous, *states)
-            log_probs = np.log(np.maximum(probabilities.numpy()[:, 0], 1e-30)).reshape(
+            log_probs = np.log(np.maximum(np.asarray(probabilities)[:, 0], 1e-30)).reshape(
                 images, beam_size, -1)
             vocab_size = log_probs.shape[-1]
             log_probs[..., [PAD_ID, START_ID]] = -np.inf
@@ -82,7 +92,7 @@ class Decoder:
                                     word[..., None]], axis=2)
             finished = np.take_along_axis(finished, parent, axis=1) | (word == END_ID)
             source_rows = (np.arange(images)[:, None] * beam_size + parent).reshape(-1)
-            states = [state.numpy()[source_rows] for state in states]
+            states = [np.asarray(state)[source_rows] for state in states]
             previous = word.reshape(rows, 1).astype(np.int32)
             if finished.all():
                 break

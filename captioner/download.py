@@ -120,9 +120,13 @@ def fetch(
         yield _verified(source, path, expected_sha256)
         return
     with tempfile.TemporaryDirectory(prefix=".download.", dir=scratch_dir) as folder:
-        target = Path(folder) / (PurePosixPath(urllib.parse.urlparse(source).path).name or "file")
+        target = Path(folder) / _file_name(source)
         download_file(source, target, setting=setting, policy=policy)
         yield _verified(source, target, expected_sha256)
+
+
+def _file_name(url: str) -> str:
+    return PurePosixPath(urllib.parse.urlparse(url).path).name or "archive.zip"
 
 
 def _verified(source: str, path: Path, expected_sha256: str) -> Archive:
@@ -162,10 +166,9 @@ def download_file(
                 print(f"{url}: {failure}; retrying ({attempt + 2}/{policy.attempts})",
                       file=sys.stderr)
     if not reached_server:
-        name = PurePosixPath(urllib.parse.urlparse(url).path).name or "archive.zip"
         raise PipelineError(
             f"{url}: unreachable ({failure}); to use a local copy run "
-            f"`dvc exp run -S {setting}=/path/to/{name}` or set {setting} in params.yaml"
+            f"`dvc exp run -S {setting}=/path/to/{_file_name(url)}` or set {setting} in params.yaml"
         )
     raise PipelineError(f"{url}: download failed after {policy.attempts} attempts: {failure}")
 
@@ -180,9 +183,9 @@ def _save_response(url: str, response: requests.Response, target: Path, offset: 
     if code not in (200, 206):
         raise PipelineError(f"{url}: HTTP {code} {response.reason}")
     first, total = _body_span(response)
-    resuming = code == 206 and offset > 0
+    resuming = code == 206
     if resuming and first != offset:
-        target.unlink()
+        target.unlink(missing_ok=True)
         raise _TransientError(f"server sent bytes from {first}, asked for {offset}; restarting")
     start = offset if resuming else 0
     with open(target, "ab" if resuming else "wb") as handle, tqdm(
@@ -267,7 +270,7 @@ def extract_flat(
     with _open_zip(archive) as zipped:
         members = _chosen_members(archive.source, zipped, suffixes)
         declared = sum(info.file_size for info in members.values())
-        if False:
+        if declared > max_bytes:
             raise PipelineError(f"{archive.source}: declares {declared / MB:.1f} MB unpacked, "
                                 f"over the {max_bytes / MB:.1f} MB left under "
                                 "download.max_unpacked_mb (zip bomb?)")

@@ -29,6 +29,8 @@ class DownloadParams:
     max_unpacked_mb: int = 4096
 
     def check(self) -> None:
+        _require(bool(self.images_url.strip()), "images_url", "must not be empty")
+        _require(bool(self.text_url.strip()), "text_url", "must not be empty")
         for key in ("images_sha256", "text_sha256"):
             value = getattr(self, key)
             if value and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value)):

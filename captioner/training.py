@@ -65,7 +65,7 @@ class ValidationBleu(keras.callbacks.Callback):
         self.decoder: Decoder | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.decoder = Decoder(self.model)
+        self.decoder = Decoder.from_model(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         captions = self.decoder.captions(self.features, beam_size=1, max_length=self.max_length,

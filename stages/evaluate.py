@@ -26,7 +26,7 @@ def main() -> None:
     images = [record["image"] for record in test]
     features = load_features().of(images)
 
-    decoder = Decoder(trained.model)
+    decoder = Decoder.from_model(trained.model)
     started = time.perf_counter()
     captions = decoder.captions(features, config.beam_size, config.max_length,
                                 config.length_penalty, config.batch_size, progress=True)

