@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import keras
@@ -55,8 +56,8 @@ def test_resnet50_loads_a_local_weights_file(tmp_path):
 
 
 def test_resnet50_imagenet_offline_fails_with_a_clear_message(monkeypatch):
-    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home")
-                  else Path.home() / ".keras") / "models" / RESNET50_NOTOP
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    cached = keras_home / "models" / RESNET50_NOTOP
     if cached.exists():
         pytest.skip("Keras ResNet50 weights are cached, so no download is attempted")
     for proxy in ("https_proxy", "HTTPS_PROXY"):

@@ -1,0 +1,77 @@
+"""Command line: `python -m captioner predict IMAGE_OR_FOLDER ...` captions images with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from captioner.artifacts import MODELS, load_model
+from captioner.decoding import Decoder
+from captioner.errors import PipelineError
+from captioner.features import FeatureExtractor
+from captioner.text import decode
+
+
+def image_paths(arguments: list[str]) -> list[Path]:
+    """The given files, and the files of the given folders (sorted, hidden ones skipped)."""
+    paths = []
+    for argument in map(Path, arguments):
+        if argument.is_dir():
+            paths.extend(sorted(p for p in argument.iterdir()
+                                if p.is_file() and not p.name.startswith(".")))
+        else:
+            paths.append(argument)
+    return paths
+
+
+def predict(arguments: argparse.Namespace) -> int:
+    trained = load_model(arguments.model)
+    backbone = trained.backbone
+    extractor = FeatureExtractor(backbone["backbone"], backbone["weights"])
+    expected_dim = trained.model.get_layer("image_projection").input.shape[-1]
+    if extractor.dim != expected_dim:
+        raise PipelineError(f"{arguments.model}: expects {expected_dim}-d image features but "
+                            f"{backbone['backbone']} gives {extractor.dim}")
+    paths = image_paths(arguments.images)
+    missing = [path for path in paths if not path.is_file()]
+    extraction = extractor.extract([path for path in paths if path.is_file()])
+    captions = Decoder.from_model(trained.model).captions(
+        extraction.features, arguments.beam_size, arguments.max_length)
+    results = [{"image": str(path), "caption": decode(ids, trained.vocabulary)}
+               for path, ids in zip(extraction.paths, captions, strict=True)]
+    for path in missing:
+        print(f"error: {path}: no such file", file=sys.stderr)
+    for path, reason in extraction.bad:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    if arguments.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            print(f"{result['image']}\t{result['caption']}")
+    return 1 if missing or extraction.bad else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m captioner", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("predict", help="caption images with a trained model")
+    command.add_argument("images", nargs="+", help="image files or folders of images")
+    command.add_argument("--model", type=Path, default=MODELS / "model.keras",
+                         help="a model written by the train stage (default: %(default)s)")
+    command.add_argument("--beam-size", type=int, default=3, help="1 is greedy (default: 3)")
+    command.add_argument("--max-length", type=int, default=30, help="most words (default: 30)")
+    command.add_argument("--json", action="store_true", help="print a JSON list")
+    arguments = parser.parse_args()
+    if arguments.beam_size < 1 or arguments.max_length < 1:
+        parser.error("--beam-size and --max-length must be at least 1")
+    try:
+        raise SystemExit(predict(arguments))
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
