@@ -75,7 +75,8 @@ def _resnet50(weights: str, include_top: bool) -> keras.Model:
             pooling=None if include_top else "avg",
         )
     except Exception as error:  # Keras raises a bare Exception when the download fails.
-        raise PipelineError(f"resnet50: cannot load weights {weights!r}: {error}") from None
+        hint = ", download needs internet or set a local weights file" if weights == "imagenet" else ""
+        raise PipelineError(f"resnet50: cannot load weights {weights!r}{hint}: {error}") from None
     outputs = resnet(keras.applications.resnet50.preprocess_input(pixels))
     return keras.Model(pixels, outputs, name="resnet50")
 
