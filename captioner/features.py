@@ -138,6 +138,10 @@ class FeatureExtractor:
         """What from_description needs to rebuild this extractor: backbone, weights and dim."""
         return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim}
 
+    def forward(self, pixels: np.ndarray | tf.Tensor) -> np.ndarray:
+        """Features (float16) of a batch of decoded uint8 pixels shaped (batch, 224, 224, 3)."""
+        return self._forward(pixels).numpy().astype(np.float16)
+
     def extract(self, paths: Sequence[Path | str], progress: bool = False) -> Extraction:
         """Computes features for `paths`; undecodable images are left out and listed in `bad`."""
         if not paths:
@@ -148,7 +152,7 @@ class FeatureExtractor:
             for pixels, batch_reasons in image_batches(paths, self.batch_size,
                                                        self.decode_threads):
                 start = len(reasons)
-                features[start:start + len(pixels)] = self._forward(pixels).numpy()
+                features[start:start + len(pixels)] = self.forward(pixels)
                 reasons.extend(reason.decode() for reason in batch_reasons.numpy())
                 bar.update(len(pixels))
         good = np.array([not reason for reason in reasons], dtype=bool)

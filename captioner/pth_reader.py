@@ -117,7 +117,8 @@ def _read_exactly(handle: BinaryIO, size: int) -> bytes:
 def _materialize(tensor: _TensorRef, storage: np.ndarray) -> np.ndarray:
     if any(size == 0 for size in tensor.shape):
         return np.zeros(tensor.shape, dtype=storage.dtype)
-    last = tensor.offset + sum((size - 1) * step for size, step in zip(tensor.shape, tensor.stride, strict=True))
+    steps = zip(tensor.shape, tensor.stride, strict=True)
+    last = tensor.offset + sum((size - 1) * step for size, step in steps)
     if tensor.offset < 0 or min(tensor.stride, default=0) < 0 or last >= storage.size:
         raise pickle.UnpicklingError("tensor reaches outside its storage")
     itemsize = storage.dtype.itemsize

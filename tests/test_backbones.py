@@ -65,7 +65,7 @@ def test_resnet50_imagenet_offline_fails_with_a_clear_message(monkeypatch):
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
 
-    with pytest.raises(PipelineError, match="resnet50: cannot load weights 'imagenet', download needs internet"):
+    with pytest.raises(PipelineError, match="cannot load weights 'imagenet', download needs internet"):
         build_backbone("resnet50", "imagenet")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from captioner.artifacts import load_model, save_model
@@ -9,8 +10,6 @@ from captioner.decoding import Decoder
 from captioner.model import build_captioner
 from captioner.text import END_ID, PAD_ID, START_ID
 from captioner.training import caption_dataset, seed_everything
-
-import keras  # noqa: I001  (after captioner, which quiets TensorFlow's start-up logs)
 
 
 def synthetic_records(count: int):
