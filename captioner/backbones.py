@@ -31,6 +31,7 @@ LITE0_STAGES = (
 LITE0_STEM_FILTERS = 32
 LITE0_HEAD_FILTERS = 1280
 IMAGENET_CLASSES = 1000
+BN_EPSILON = 1e-3
 
 
 def build_backbone(name: str, weights: str, include_top: bool = False) -> keras.Model:
@@ -82,11 +83,12 @@ def _resnet50(weights: str, include_top: bool) -> keras.Model:
 
 
 # Layers carry the module names of the PyTorch checkpoint, so its tensors map onto them by name.
+# At 224x224, padding="same" pads exactly like the checkpoint's static TF-style padding.
 def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, stride: int, conv_name: str,
              bn_name: str, activate: bool = True) -> keras.KerasTensor:
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
                             name=conv_name)(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-3, name=bn_name)(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=bn_name)(x)
     return keras.layers.ReLU(6.0)(x) if activate else x
 
 
@@ -99,7 +101,7 @@ def _mbconv(x: keras.KerasTensor, index: int, kernel: int, stride: int, expand_r
         x = _conv_bn(x, in_filters * expand_ratio, 1, 1, f"{block}._expand_conv", f"{block}._bn0")
     x = keras.layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
                                      name=f"{block}._depthwise_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-3, name=f"{block}._bn1")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{block}._bn1")(x)
     x = keras.layers.ReLU(6.0)(x)
     x = _conv_bn(x, filters, 1, 1, f"{block}._project_conv", f"{block}._bn2", activate=False)
     if stride == 1 and in_filters == filters:
@@ -147,13 +149,12 @@ def _load_lite0_state(model: keras.Model, state: dict[str, np.ndarray], source: 
         if not layer.weights:
             continue
         try:
-            values = _torch_to_keras(layer, state)
-            layer.set_weights(values)
+            layer.set_weights(_torch_to_keras(layer, state))
         except KeyError as error:
             raise PipelineError(f"{source}: no tensor {error} for layer {layer.name}") from None
         except ValueError as error:
-            raise PipelineError(f"{source}: tensor for layer {layer.name} does not fit: {error}") \
-                from None
+            message = f"{source}: tensor for layer {layer.name} does not fit: {error}"
+            raise PipelineError(message) from None
 
 
 def _efficientnet_lite0(weights: str, include_top: bool) -> keras.Model:

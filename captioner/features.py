@@ -8,7 +8,6 @@ images there are. An image that cannot be decoded is reported with its reason, n
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +20,10 @@ from captioner.backbones import IMAGE_SIZE, build_backbone, feature_dim
 from captioner.errors import PipelineError
 from captioner.files import read_json
 
-# Largest image decoded in full (about 100 MB as RGB); bigger JPEGs are first reduced by libjpeg's
-# DCT scaling, so only non-JPEG images of this size are refused.
+# Largest image decoded in full (about 100 MB as RGB). JPEGs are decoded already reduced (libjpeg's
+# DCT scaling by up to 8 per side, never below 224), so in practice only huge PNGs etc. are refused.
 MAX_DECODED_PIXELS = 36_000_000
+# Pillow opens 16-bit greyscale as I;16* (or I); its own conversion to RGB clips instead of scaling.
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
 
@@ -45,15 +45,13 @@ def load_pixels(path: Path | str) -> np.ndarray:
     Any format Pillow reads is accepted whatever the file name says. Raises BadImage with the reason.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
-                if image.width * image.height > MAX_DECODED_PIXELS:
-                    raise BadImage(f"too large to decode: {image.width}x{image.height} pixels")
-                upright = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(upright).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                return np.asarray(rgb, dtype=np.uint8)
+        with Image.open(path) as image:
+            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+            if image.width * image.height > MAX_DECODED_PIXELS:
+                raise BadImage(f"too large to decode: {image.width}x{image.height} pixels")
+            upright = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(upright).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
     except BadImage:
         raise
     # Decoders of broken files raise many exception types (OSError, SyntaxError, ValueError,
@@ -157,7 +155,7 @@ class FeatureExtractor:
                 bar.update(len(pixels))
         good = np.array([not reason for reason in reasons], dtype=bool)
         return Extraction(
-            features=features[good],
+            features=features if good.all() else features[good],
             paths=[Path(path) for path, ok in zip(paths, good, strict=True) if ok],
             bad=[(Path(path), reason) for path, reason in zip(paths, reasons, strict=True)
                  if reason],
