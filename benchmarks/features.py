@@ -84,7 +84,7 @@ def run_stage(folder: Path, count: int) -> StageRun:
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"stage failed in {folder}:\n{log.read_text()[-2000:]}")
-    metrics = read_json(folder / "metrics/features.json")
+    metrics = read_json(folder / "metrics/speed/extract_features.json")
     features_mib = (folder / "data/features/features.npy").stat().st_size / 2**20
     return StageRun(count, metrics["images_per_s"], wall, usage.ru_utime + usage.ru_stime,
                     usage.ru_maxrss / 1024, features_mib)

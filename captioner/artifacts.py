@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,10 +67,29 @@ def model_info_path(model_path: Path) -> Path:
 
 
 def save_model(model: keras.Model, path: Path, vocabulary: list[str], backbone: dict) -> None:
-    """Saves the model and its vocabulary/backbone description, each atomically."""
+    """Saves the model and its vocabulary/backbone description, each atomically.
+
+    The same weights always give the same bytes, so DVC sees a retrained identical model as unchanged.
+    """
     write_json(model_info_path(path), {"vocabulary": vocabulary, "backbone": backbone})
     with atomic_path(path) as temporary:
         model.save(temporary)
+        _without_save_times(temporary)
+
+
+def _without_save_times(archive: Path) -> None:
+    """Drops the save date Keras writes into a .keras zip and zeroes its members' timestamps."""
+    with zipfile.ZipFile(archive) as source:
+        members = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(archive, "w") as target:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            stamped = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            stamped.compress_type = info.compress_type
+            target.writestr(stamped, data)
 
 
 def load_model(path: Path) -> CaptionModel:

@@ -28,7 +28,7 @@ import requests
 from tqdm import tqdm
 
 from captioner.errors import PipelineError
-from captioner.files import atomic_path
+from captioner.files import atomic_path, remove_leftovers
 from captioner.params import DownloadParams
 
 MB = 1024 * 1024
@@ -37,6 +37,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg")
 TEXT_SUFFIXES = (".txt",)
 CAPTION_FILE = "Flickr8k.token.txt"
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
+SCRATCH_PREFIX = ".download."
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 CONNECTION_PREFIX = re.compile(r"^\w+\(host=[^)]*\): ")
 
@@ -110,7 +111,8 @@ def fetch(
     """Yields the archive at `source`, verified against `expected_sha256` when it is not empty.
 
     Local files are read in place. Remote files are downloaded into a temporary folder under
-    `scratch_dir`, removed on leaving the block or when the download fails or does not verify.
+    `scratch_dir`, removed on leaving the block or when the download fails or does not verify
+    (and, when a killed run left it, at the next fetch).
     `setting` is the params key holding `source`, named in hints when the server is unreachable.
     """
     path = local_path(source)
@@ -119,7 +121,8 @@ def fetch(
             raise PipelineError(f"{source}: no such file")
         yield _verified(source, path, expected_sha256)
         return
-    with tempfile.TemporaryDirectory(prefix=".download.", dir=scratch_dir) as folder:
+    remove_leftovers(scratch_dir, SCRATCH_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=scratch_dir) as folder:
         target = Path(folder) / _file_name(source)
         download_file(source, target, setting=setting, policy=policy)
         yield _verified(source, target, expected_sha256)

@@ -14,20 +14,38 @@ from typing import Any
 import numpy as np
 
 
+def remove_leftovers(folder: Path, prefix: str) -> None:
+    """Deletes the entries of `folder` whose names start with `prefix`: what killed runs left."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name.startswith(prefix):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; on success it replaces `path` (file or folder)."""
+    """Yields a temporary path beside `path`; on success it replaces `path` (file or folder).
+
+    The temporary lies in a hidden folder `.NAME.tmp-*` that no stage reads. A run killed before
+    the replace leaves `path` as it was (a killed folder swap may leave it absent); its leftovers
+    are removed the next time `path` is written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    prefix = f".{path.name}.tmp-"
+    remove_leftovers(path.parent, prefix)
+    temporary = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent)) / path.name
     try:
         yield temporary
         if temporary.is_file():
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
         if path.is_dir() and not path.is_symlink():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = path.with_name(f"{prefix}old")
             path.rename(old)
             temporary.rename(path)
             shutil.rmtree(old)

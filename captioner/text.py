@@ -29,10 +29,17 @@ _NOT_A_LETTER = re.compile(r"[^a-z]+")
 
 @dataclass
 class ParsedCaptions:
-    """Raw captions per image id, in file order, and how many lines were dropped, by reason."""
+    """Raw captions per image id, in file order, and the lines dropped: how many and the first
+    line number (1-based), by reason."""
 
     captions: dict[str, list[str]] = field(default_factory=dict)
     dropped: collections.Counter = field(default_factory=collections.Counter)
+    first_dropped_line: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, line_number: int) -> None:
+        """Counts a dropped line under `reason`."""
+        self.dropped[reason] += 1
+        self.first_dropped_line.setdefault(reason, line_number)
 
 
 def clean(caption: str) -> list[str]:
@@ -53,28 +60,28 @@ def parse_token_file(path: Path) -> ParsedCaptions:
         raise PipelineError(f"{path}: cannot read the caption file: {error.strerror}") from None
     parsed = ParsedCaptions()
     seen_ids: set[str] = set()
-    for raw_line in data.splitlines():
+    for line_number, raw_line in enumerate(data.splitlines(), start=1):
         try:
             line = raw_line.decode("utf-8").strip()
         except UnicodeDecodeError:
-            parsed.dropped["invalid_utf8"] += 1
+            parsed.drop("invalid_utf8", line_number)
             continue
         if not line:
             continue
         caption_id, tab, caption = line.partition("\t")
         match = _CAPTION_ID.match(caption_id.strip())
         if not tab or not match:
-            parsed.dropped["malformed_line"] += 1
+            parsed.drop("malformed_line", line_number)
             continue
         image = match["image"]
         if not _IMAGE_ID.match(image):
-            parsed.dropped["bad_image_id"] += 1
+            parsed.drop("bad_image_id", line_number)
             continue
         if not clean(caption):
-            parsed.dropped["empty_caption"] += 1
+            parsed.drop("empty_caption", line_number)
             continue
         if caption_id in seen_ids:
-            parsed.dropped["duplicate_caption_id"] += 1
+            parsed.drop("duplicate_caption_id", line_number)
             continue
         seen_ids.add(caption_id)
         parsed.captions.setdefault(image, []).append(caption.strip())
@@ -160,9 +167,11 @@ def make_splits(
     splits = {"train": train, "val": validation, "test": usable["test"]}
     for name, ids in splits.items():
         if not ids:
-            official = "dev" if name == "val" else name
+            official = skipped["dev" if name == "val" else name]
             raise PipelineError(
-                f"split '{name}' is empty: none of the {skipped[official]['listed']} images of "
-                f"{SPLIT_FILES[official]} are both in data/raw/images and captioned"
+                f"split '{name}' is empty: none of the {official['listed']} images of "
+                f"{SPLIT_FILES['dev' if name == 'val' else name]} are both in data/raw/images and "
+                f"captioned ({official['image_missing']} absent, {official['no_captions']} "
+                "without captions)"
             )
     return splits, {"validation": source, "split_lists": skipped}

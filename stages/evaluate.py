@@ -17,6 +17,7 @@ from captioner.text import decode
 IMAGES = Path("data/raw/images")
 OUTPUT = Path("data/evaluation")
 METRICS = Path("metrics/eval.json")
+SPEED_FILE = Path("metrics/speed/evaluate.json")
 
 
 def main() -> None:
@@ -38,16 +39,17 @@ def main() -> None:
     scores = score_captions(hypotheses, references)
     rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
             for image in images]
-    write_jsonl(OUTPUT / "captions.jsonl", rows)
-    with atomic_path(OUTPUT / "report.html") as temporary:
-        temporary.write_text(render_report(rows[:config.report_images], IMAGES, scores),
-                             encoding="utf-8")
+    with atomic_path(OUTPUT) as folder:
+        folder.mkdir()
+        write_jsonl(folder / "captions.jsonl", rows)
+        (folder / "report.html").write_text(
+            render_report(rows[:config.report_images], IMAGES, scores), encoding="utf-8")
     write_json(METRICS, {
         **{name: round(value, 5) for name, value in scores.items()},
         "test_images": len(images),
         "beam_size": config.beam_size,
-        "decode_images_per_s": round(len(images) / seconds, 2),
     })
+    write_json(SPEED_FILE, {"decode_images_per_s": round(len(images) / seconds, 2)})
     print("evaluate: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
 

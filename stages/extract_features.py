@@ -19,6 +19,7 @@ from captioner.files import atomic_path, write_json, write_npy
 IMAGES_DIR = Path("data/raw/images")
 FEATURES_DIR = Path("data/features")
 METRICS_FILE = Path("metrics/features.json")
+SPEED_FILE = Path("metrics/speed/extract_features.json")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -69,8 +70,8 @@ def main() -> None:
         "dim": extractor.dim,
         "count": len(extraction.paths),
         "bad_images": [{"file": path.name, "reason": reason} for path, reason in extraction.bad],
-        "images_per_s": round(images_per_s, 1),
     })
+    write_json(SPEED_FILE, {"images_per_s": round(images_per_s, 1)})
     print(f"extract_features: {len(extraction.paths)} images x {extractor.dim} -> "
           f"{FEATURES_DIR}/features.npy, {len(extraction.bad)} bad, {images_per_s:.1f} images/s")
 

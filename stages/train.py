@@ -1,16 +1,22 @@
-"""Stage train: fits the merge captioner with teacher forcing, logging every epoch with DVCLive."""
+"""Stage train: fits the merge captioner with teacher forcing, one epoch at a time, resumably.
+
+Every epoch logs training loss, validation loss and validation BLEU-4 with DVCLive, saves the
+epoch's model, keeps the best one and checkpoints the run, so a killed run continues from its last
+finished epoch (see captioner.training.RunFolder) and ends exactly as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
-import shutil
+import dataclasses
+import time
 from pathlib import Path
 
 import keras
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 
 from captioner import params
 from captioner.artifacts import (
+    CAPTIONS,
     EMBEDDINGS,
     FEATURES,
     MODELS,
@@ -18,75 +24,118 @@ from captioner.artifacts import (
     load_split,
     save_model,
 )
+from captioner.decoding import Decoder
 from captioner.errors import run_stage
-from captioner.files import read_json, read_npy
+from captioner.files import read_json, read_npy, write_json
 from captioner.model import build_captioner
 from captioner.text import PAD_ID
 from captioner.training import (
-    EpochTimer,
-    SaveEachEpoch,
-    ValidationBleu,
+    Progress,
+    RunFolder,
     caption_dataset,
+    epoch_seed,
+    fingerprint,
+    reseed_dropout,
     seed_everything,
+    validation_bleu,
 )
 
 LIVE_DIR = Path("metrics/train")
+SPEED_FILE = Path("metrics/speed/train.json")
+RUN_FOLDER = Path("data/train_run")
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
               "sgd": keras.optimizers.SGD}
+# DVCLive names, laid out as dvc.yaml's plots expect them.
+LOGGED = {"loss": "train/loss", "val_loss": "eval/loss", "val_bleu4": "eval/bleu4"}
+
+
+def new_model(config: params.TrainParams, feature_dim: int) -> keras.Model:
+    model = build_captioner(read_npy(EMBEDDINGS), feature_dim, config.units, config.rnn,
+                            config.dropout, config.train_embedding)
+    model.compile(
+        optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID),
+    )
+    return model
+
+
+def log_epoch(live: Live, logs: dict[str, float]) -> None:
+    for name, metric in LOGGED.items():
+        live.log_metric(metric, logs[name])
+    live.next_step()
 
 
 def main() -> None:
     config = params.load(params.TrainParams)
     seed_everything(config.seed)
-    vocabulary = read_json(Path("data/captions/vocab.json"))
+    vocabulary = read_json(CAPTIONS / "vocab.json")
     backbone = read_json(FEATURES / "backbone.json")
     features = load_features()
     train, validation = load_split("train"), load_split("val")
     bleu_images = validation[:config.val_bleu_images]
     max_length = max(len(ids) for record in train for ids in record["tokens"])
+    target_tokens = sum(len(ids) - 1 for record in train for ids in record["tokens"])
+    train_features = features.of([record["image"] for record in train])
+    validation_data = caption_dataset(
+        validation, features.of([record["image"] for record in validation]), config.batch_size)
+    bleu_features = features.of([record["image"] for record in bleu_images])
+    bleu_references = {record["image"]: record["captions"] for record in bleu_images}
 
-    model = build_captioner(read_npy(EMBEDDINGS), features.vectors.shape[1], config.units,
-                            config.rnn, config.dropout, config.train_embedding)
-    model.compile(
-        optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID),
-    )
+    run = RunFolder(RUN_FOLDER)
+    run_fingerprint = fingerprint(dataclasses.asdict(config),
+                                  [CAPTIONS / "vocab.json", CAPTIONS / "train.jsonl",
+                                   CAPTIONS / "val.jsonl", EMBEDDINGS, FEATURES])
+    progress = run.resumable(run_fingerprint)
+    if progress is None:
+        progress = Progress(run_fingerprint)
+        model = new_model(config, features.vectors.shape[1])
+    else:
+        print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
+        model = run.load_checkpoint(progress)
+    decoder = Decoder.from_model(model)
+    improves = (lambda new, best: new > best) if config.monitor == "val_bleu4" else (
+        lambda new, best: new < best)
 
-    epochs_dir = MODELS / "epochs"
-    shutil.rmtree(MODELS, ignore_errors=True)
-
-    def save_epoch(trained: keras.Model, epoch: int) -> None:
-        save_model(trained, epochs_dir / f"epoch_{epoch:03d}.keras", vocabulary, backbone)
-
-    def save_best(trained: keras.Model, epoch: int) -> None:
-        save_model(trained, MODELS / "model.keras", vocabulary, backbone)
-
-    keeper = SaveEachEpoch(config.monitor, save_epoch if config.save_every_epoch else None,
-                           save_best)
     with Live(dir=str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        model.fit(
-            caption_dataset(train, features.of([r["image"] for r in train]), config.batch_size,
-                            shuffle_seed=config.seed),
-            validation_data=caption_dataset(
-                validation, features.of([r["image"] for r in validation]), config.batch_size),
-            epochs=config.epochs,
-            verbose=2,
-            shuffle=False,  # the dataset shuffles itself, reproducibly
-            callbacks=[
-                EpochTimer(),
-                ValidationBleu(features.of([r["image"] for r in bleu_images]),
-                               {r["image"]: r["captions"] for r in bleu_images}, vocabulary,
-                               max_length),
-                keeper,
-                keras.callbacks.EarlyStopping(config.monitor, patience=config.patience,
-                                              mode="max" if config.monitor == "val_bleu4"
-                                              else "min"),
-                DVCLiveCallback(live=live),
-            ],
-        )
-        live.summary["best_epoch"] = keeper.best_epoch
-        live.summary[f"best_{config.monitor}"] = float(keeper.best)
-    print(f"train: best epoch {keeper.best_epoch} ({config.monitor} {keeper.best:.4f})")
+        for logs in progress.history:
+            log_epoch(live, logs)
+        for epoch in range(progress.epochs_done, config.epochs):
+            if progress.epochs_without_improvement >= config.patience:
+                break
+            reseed_dropout(model, config.seed, epoch)
+            started = time.perf_counter()
+            history = model.fit(
+                caption_dataset(train, train_features, config.batch_size,
+                                shuffle_seed=epoch_seed(config.seed, epoch)),
+                initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+            )
+            logs = {"loss": float(history.history["loss"][-1]),
+                    "fit_seconds": time.perf_counter() - started,
+                    "val_loss": float(model.evaluate(validation_data, verbose=0)),
+                    "val_bleu4": validation_bleu(decoder, bleu_features, bleu_references,
+                                                 vocabulary, max_length)}
+            improved = progress.best is None or improves(logs[config.monitor], progress.best)
+            if improved:
+                progress.best = logs[config.monitor]
+                save_model(model, run.best_model, vocabulary, backbone)
+            if config.save_every_epoch:
+                save_model(model, run.epochs / f"epoch_{epoch + 1:03d}.keras", vocabulary, backbone)
+            progress.record(logs, improved)
+            run.save_checkpoint(model, progress)
+            log_epoch(live, logs)
+            print(f"train: epoch {epoch + 1}: loss {logs['loss']:.4f}, val_loss "
+                  f"{logs['val_loss']:.4f}, val_bleu4 {logs['val_bleu4']:.4f}, "
+                  f"{logs['fit_seconds']:.1f} s", flush=True)
+        live.summary["best_epoch"] = progress.best_epoch
+        live.summary[f"best_{config.monitor}"] = progress.best
+
+    fit_seconds = [logs["fit_seconds"] for logs in progress.history]
+    write_json(SPEED_FILE, {
+        "epoch_seconds": [round(seconds, 2) for seconds in fit_seconds],
+        "train_tokens_per_s": round(target_tokens * len(fit_seconds) / sum(fit_seconds), 1),
+    })
+    run.publish(MODELS)
+    print(f"train: best epoch {progress.best_epoch} ({config.monitor} {progress.best:.4f})")
 
 
 if __name__ == "__main__":

@@ -62,11 +62,16 @@ def copy_project(destination: Path, params: dict[str, dict]) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, destination / name)
     set_params(destination, params)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=test", "-c", "user.email=test@example.com",
-                     "commit", "-qm", "copy of the project"]):
-        run(command, destination)
+    run(["git", "init", "-q"], destination)
+    commit_all(destination, "copy of the project")
     return destination
+
+
+def commit_all(project: Path, message: str) -> None:
+    """Commits everything git does not ignore."""
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com",
+         "commit", "-qm", message], project)
 
 
 def stages_run(output: str) -> list[str]:

@@ -141,7 +141,7 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch, e
     assert read_json("data/features/backbone.json") == extractor.description()
     assert metrics["count"] == 7 and metrics["dim"] == 1280
     assert [bad["file"] for bad in metrics["bad_images"]] == sorted(write_bad_images(tmp_path))
-    assert metrics["images_per_s"] > 0
+    assert read_json("metrics/speed/extract_features.json")["images_per_s"] > 0
     rebuilt = FeatureExtractor.from_description("data/features/backbone.json")
     again = rebuilt.extract([Path("data/raw/images") / image_id for image_id in ids])
     np.testing.assert_array_equal(features, again.features)

@@ -1,0 +1,124 @@
+"""What users do next with DVC: change a param and rerun only what it affects, compare experiments.
+
+Every test runs the real `dvc` commands in its own clone of the project built on the sample mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from captioner.files import read_json
+from tests.project import commit_all, dvc, run, set_params, stages_run
+
+# One change per stage's params, and exactly the stages it must rerun, in pipeline order.
+ISOLATION = [
+    ({"train": {"epochs": 3}}, ["train", "evaluate"]),
+    ({"evaluate": {"beam_size": 2}}, ["evaluate"]),
+    ({"tokenize": {"min_count": 3}}, ["tokenize", "embed", "train", "evaluate"]),
+    ({"embed": {"dim": 24}}, ["embed", "train", "evaluate"]),
+    ({"extract_features": {"batch_size": 7, "decode_threads": 1}}, []),
+    ({"extract_features": {"backbone": "resnet50", "weights": "none"}},
+     ["extract_features", "train", "evaluate"]),
+]
+
+
+def lock_hashes(project) -> dict[str, str]:
+    """Each stage's output path -> its md5 in dvc.lock."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
+
+
+@pytest.mark.parametrize(("change", "expected"), ISOLATION,
+                         ids=[next(iter(change)) + "." + next(iter(next(iter(change.values()))))
+                              for change, _ in ISOLATION])
+def test_a_param_change_reruns_exactly_its_stage_and_those_downstream(built_project, tmp_path,
+                                                                      change, expected):
+    project = built_project.clone(tmp_path / "project")
+    before = lock_hashes(project)
+    set_params(project, change)
+    output = dvc("repro", cwd=project).stdout
+    assert stages_run(output) == expected
+    changed_outputs = {path for path, md5 in lock_hashes(project).items() if before[path] != md5}
+    rerun_outputs = {out for stage in expected for out in stage_outs(project, stage)}
+    assert changed_outputs <= rerun_outputs
+    assert "up to date" in dvc("status", cwd=project).stdout
+
+
+def stage_outs(project, stage: str) -> list[str]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return [out["path"] for out in lock["stages"][stage]["outs"]]
+
+
+def test_returning_to_earlier_params_restores_from_the_run_cache(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    model = project / "models/model.keras"
+    two_epochs = model.read_bytes()
+    assert stages_run(dvc("exp", "run", "-S", "train.epochs=3", cwd=project).stdout) == [
+        "train", "evaluate"]
+    assert model.read_bytes() != two_epochs
+    back = dvc("exp", "run", "-S", "train.epochs=2", cwd=project).stdout
+    assert stages_run(back) == []
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in back
+    assert model.read_bytes() == two_epochs
+
+
+def test_experiments_are_listed_compared_and_plotted(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    dvc("exp", "run", "-n", "three-epochs", "-S", "train.epochs=3", cwd=project)
+    dvc("exp", "run", "-n", "greedy", "-S", "evaluate.beam_size=1", cwd=project)
+
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    experiments = {exp["name"]: exp["data"] for exp in shown[0]["experiments"]}
+    assert set(experiments) == {"three-epochs", "greedy"}
+    three = experiments["three-epochs"]
+    assert three["params"]["params.yaml"]["data"]["train"]["epochs"] == 3
+    assert "bleu4" in three["metrics"]["metrics/eval.json"]["data"]
+
+    diff = json.loads(dvc("metrics", "diff", "HEAD", "three-epochs", "--json", cwd=project).stdout)
+    for metric in ("bleu4", "cider"):
+        change = diff["metrics/eval.json"][metric]
+        assert change["diff"] == pytest.approx(change["new"] - change["old"])
+    assert "eval.loss" in diff["metrics/train/metrics.json"]
+
+    html = project / "plots"
+    dvc("plots", "diff", "HEAD", "three-epochs", "-o", str(html), cwd=project)
+    page = (html / "index.html").read_text()
+    assert "Validation BLEU-4 per epoch" in page and "three-epochs" in page
+
+
+def test_applied_experiment_puts_its_per_epoch_metrics_in_git(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    dvc("exp", "run", "-n", "three-epochs", "-S", "train.epochs=3", cwd=project)
+    run(["git", "checkout", "-q", "--", "."], project)
+    dvc("exp", "apply", "three-epochs", cwd=project)
+    commit_all(project, "three epochs")
+    committed = run(["git", "show", "HEAD:metrics/train/plots/metrics/train/loss.tsv"],
+                    project).stdout
+    assert len(committed.splitlines()) == 1 + 3
+    summary = json.loads(run(["git", "show", "HEAD:metrics/train/metrics.json"], project).stdout)
+    assert summary["step"] == 2
+    assert read_json(project / "metrics/eval.json") == json.loads(
+        run(["git", "show", "HEAD:metrics/eval.json"], project).stdout)
+
+
+def test_queued_experiments_all_run(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    for beam_size in (1, 2):
+        dvc("exp", "run", "--queue", "-S", f"evaluate.beam_size={beam_size}", cwd=project)
+    dvc("queue", "start", cwd=project)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    dvc("queue", "stop", "--kill", cwd=project)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    beams = sorted(exp["data"]["params"]["params.yaml"]["data"]["evaluate"]["beam_size"]
+                   for exp in shown[0]["experiments"])
+    assert beams == [1, 2]

@@ -1,0 +1,92 @@
+"""Training killed mid-run resumes from its last finished epoch and ends as an uninterrupted run;
+two clean runs of the whole pipeline give the same bytes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from captioner.files import read_json
+from tests.project import FAST_PARAMS, copy_project, dvc, environment, set_params
+
+EPOCHS = 4
+# Everything the train stage writes; the speed file holds timings, which no two runs share.
+TRAIN_OUTPUTS = ["models/model.keras", "models/model.json", "metrics/train/metrics.json",
+                 "metrics/train/plots/metrics/train/loss.tsv",
+                 "metrics/train/plots/metrics/eval/loss.tsv",
+                 "metrics/train/plots/metrics/eval/bleu4.tsv",
+                 *[f"models/epochs/epoch_{epoch:03d}.keras" for epoch in range(1, EPOCHS + 1)]]
+
+
+def outputs(project) -> dict[str, bytes]:
+    return {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+
+
+def kill_repro_after_epoch(project, epochs_done: int) -> None:
+    """Starts `dvc repro train` and SIGKILLs it, and all it started, once an epoch is checkpointed."""
+    progress = project / "data/train_run/progress.json"
+    repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=project,
+                             env=environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and repro.poll() is None:
+        if progress.is_file() and len(read_json(progress)["history"]) >= epochs_done:
+            os.killpg(repro.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    repro.wait()
+    assert repro.returncode == -signal.SIGKILL, "training ended before it could be killed"
+
+
+@pytest.fixture
+def uninterrupted(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "uninterrupted")
+    set_params(project, {"train": {"epochs": EPOCHS, "patience": EPOCHS}})
+    dvc("repro", "train", cwd=project)
+    return outputs(project)
+
+
+def test_killed_training_resumes_and_ends_as_an_uninterrupted_run(built_project, tmp_path,
+                                                                  uninterrupted):
+    project = built_project.clone(tmp_path / "killed")
+    set_params(project, {"train": {"epochs": EPOCHS, "patience": EPOCHS}})
+    kill_repro_after_epoch(project, epochs_done=2)
+    assert not (project / "models").exists()
+
+    resumed = dvc("repro", "train", cwd=project).stdout
+    assert "train: resuming after epoch" in resumed
+    assert "train: epoch 1:" not in resumed
+    assert outputs(project) == uninterrupted
+    assert not (project / "data/train_run").exists()
+
+
+def test_a_changed_run_does_not_resume_from_another_runs_checkpoint(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "changed")
+    set_params(project, {"train": {"epochs": EPOCHS, "patience": EPOCHS}})
+    kill_repro_after_epoch(project, epochs_done=1)
+    set_params(project, {"train": {"learning_rate": 0.002}})
+    rerun = dvc("repro", "train", cwd=project).stdout
+    assert "resuming" not in rerun
+    assert "train: epoch 1:" in rerun
+
+
+@pytest.mark.slow
+def test_two_clean_runs_give_identical_outputs(built_project, tmp_path):
+    """A fresh copy with an empty DVC cache, run from the same mirror, matches the session's run."""
+    served = yaml.safe_load((built_project.path / "params.yaml").read_text())["download"]
+    project = copy_project(tmp_path / "second", {**FAST_PARAMS, "download": served})
+    dvc("repro", cwd=project)
+    first, second = (yaml.safe_load((path / "dvc.lock").read_text())["stages"]
+                     for path in (built_project.path, project))
+    for stage in first:
+        hashes = [{out["path"]: out["md5"] for out in lock[stage]["outs"]
+                   if not out["path"].startswith("metrics/speed/")} for lock in (first, second)]
+        assert hashes[0] == hashes[1], stage
+    assert (project / "metrics/eval.json").read_bytes() == \
+        (built_project.path / "metrics/eval.json").read_bytes()
