@@ -5,11 +5,14 @@ Clones the project's last commit into a work folder, points download.* at the lo
 applies `-S section.key=value` overrides to params.yaml and runs `dvc repro STAGE` one stage at a
 time, measuring its wall and CPU seconds and its peak memory (the largest resident set of any
 process in its tree, from os.wait4; MB are 10**6 bytes). Then it reads the coco-caption scores and
-the stages' own speed figures from their metrics, and measures what no stage does: the seed
-scheme's training speed (benchmarks/seed_scheme.py), the feature CNN's raw forward pass
-(benchmarks/features.py) and greedy decoding of the test images. Prints a table and, as its last
-line, one JSON object. The training-speed figure is train_tokens_per_s / seed_scheme_tokens_per_s,
-both counting real (non-padding) target tokens.
+the stages' own speed figures (metrics/speed/STAGE.json), and runs the copy's benchmarks/speeds.py
+for what no stage measures: the seed scheme's training speed, the feature CNN's raw forward pass and
+greedy decoding. Prints a table and, as its last line, one JSON object. The training-speed figure is
+train_tokens_per_s / seed_scheme_tokens_per_s, both counting real (non-padding) target tokens.
+Only committed code is benchmarked, the measuring scripts included.
+
+This process never imports TensorFlow: a child inherits its parent's memory high-water mark at
+exec, so every stage's peak would read at least this process's size.
 
     python benchmarks/pipeline.py [--archives ../shared/flickr8k] [--workdir DIR] [--seed-seconds 60]
                                   [-S train.epochs=20 -S train.rnn=lstm ...]
@@ -34,22 +37,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.features import forward_throughput  # noqa: E402
-from benchmarks.seed_scheme import seed_scheme_tokens_per_s  # noqa: E402
 from captioner import params  # noqa: E402
-from captioner.artifacts import CAPTIONS, FEATURES, MODELS, load_features, load_model, load_split  # noqa: E402
-from captioner.decoding import Decoder  # noqa: E402
 from captioner.errors import PipelineError, run_stage  # noqa: E402
-from captioner.files import read_json  # noqa: E402
+from captioner.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
 STAGES = ("download", "tokenize", "embed", "extract_features", "train", "evaluate")
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l")
 SPEED_DIR = Path("metrics/speed")
-# The stage metrics files that held the timing figures before metrics/speed/ did.
-TIMINGS_BEFORE_SPEED_DIR = {"extract_features": Path("metrics/features.json"),
-                            "evaluate": Path("metrics/eval.json")}
-TRAIN_LOG = Path("metrics/train/plots/metrics/train/epoch_seconds.tsv")
+CAPTIONS = Path("data/captions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +66,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def prepare_project(project: Path, archives: Path, overrides: list[tuple[str, str, Any]]) -> str:
     """Clones the last commit into `project`, sets its params; returns the commit."""
-    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
+    changed = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
     if changed:
-        print(f"note: uncommitted changes in {ROOT} are not benchmarked", file=sys.stderr)
+        print(f"note: {len(changed)} uncommitted changes in {ROOT} are not benchmarked",
+              file=sys.stderr)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(project)], check=True)
     path = project / "params.yaml"
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -102,60 +99,33 @@ def repro_stage(project: Path, stage: str, log: Path) -> StageRun:
     wall = time.perf_counter() - started
     text = log.read_text(encoding="utf-8", errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
-        raise PipelineError(f"{log}: dvc repro {stage} failed: {text.strip().splitlines()[-1:]}")
+        lines = text.strip().splitlines() or ["no output"]
+        reason = next((line for line in lines if line.startswith("error: ")), lines[-1])
+        raise PipelineError(f"{log}: dvc repro {stage} failed: {reason}")
     ran = [line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")]
     if ran != [stage]:
         raise PipelineError(f"{log}: dvc repro {stage} ran stages {ran}, expected only {stage}")
     return StageRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024 / 1e6)
 
 
-def speed_figure(project: Path, stage: str, key: str) -> float | None:
-    """A stage's own timing figure from metrics/speed/STAGE.json (or where it was written before)."""
-    paths = [project / SPEED_DIR / f"{stage}.json"]
-    if stage in TIMINGS_BEFORE_SPEED_DIR:
-        paths.append(project / TIMINGS_BEFORE_SPEED_DIR[stage])
-    for path in paths:
-        if path.is_file() and key in (figures := read_json(path)):
-            return float(figures[key])
-    return None
+def stage_speed(project: Path, stage: str, key: str) -> float:
+    """A timing figure the stage wrote into metrics/speed/STAGE.json."""
+    path = project / SPEED_DIR / f"{stage}.json"
+    figures = read_json(path) if path.is_file() else {}
+    if key not in figures:
+        raise PipelineError(f"{path}: no {key} (the stage should have written it)")
+    return float(figures[key])
 
 
-def target_tokens(records: list[dict[str, Any]]) -> int:
-    """Real target tokens of one pass over the captions: every token after the start token."""
-    return sum(len(ids) - 1 for record in records for ids in record["tokens"])
-
-
-def train_tokens_per_s(project: Path) -> float:
-    """The train stage's figure, else real target tokens per epoch second from its DVCLive log
-    (whose epoch times include the validation-loss pass)."""
-    figure = speed_figure(project, "train", "train_tokens_per_s")
-    if figure is not None:
-        return figure
-    if not (project / TRAIN_LOG).is_file():
-        raise PipelineError(f"{project}: no train_tokens_per_s in {SPEED_DIR}/train.json and no "
-                            f"epoch times in {TRAIN_LOG}")
-    lines = (project / TRAIN_LOG).read_text(encoding="utf-8").splitlines()[1:]
-    seconds = [float(line.split("\t")[-1]) for line in lines]
-    return target_tokens(load_split("train", project / CAPTIONS)) * len(seconds) / sum(seconds)
-
-
-def decode_images_per_s(project: Path, config: params.EvaluateParams, beam_size: int) -> float:
-    """Test images captioned per second by the trained model, timed as the evaluate stage does."""
-    trained = load_model(project / MODELS / "model.keras")
-    images = [record["image"] for record in load_split("test", project / CAPTIONS)]
-    features = load_features(project / FEATURES).of(images)
-    decoder = Decoder.from_model(trained.model)
-    started = time.perf_counter()
-    decoder.captions(features, beam_size, config.max_length, config.length_penalty, config.batch_size)
-    return len(images) / (time.perf_counter() - started)
-
-
-def required_figure(project: Path, stage: str, key: str) -> float:
-    """A stage's timing figure that the benchmark cannot measure itself."""
-    figure = speed_figure(project, stage, key)
-    if figure is None:
-        raise PipelineError(f"{project}: no {key} in {SPEED_DIR}/{stage}.json")
-    return figure
+def in_process_speeds(project: Path, seed_seconds: float) -> dict[str, float]:
+    """The figures of benchmarks/speeds.py, run from `project` in its own process, so that the
+    code that trained the model also decodes with it."""
+    command = [sys.executable, "benchmarks/speeds.py", "--project", ".",
+               "--seed-seconds", str(seed_seconds)]
+    result = subprocess.run(command, cwd=project, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"benchmarks/speeds.py failed in {project} (exit code {result.returncode})")
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def cpu_model() -> str:
@@ -173,28 +143,19 @@ def measure(project: Path, logs: Path, seed_seconds: float) -> dict[str, Any]:
         print(f"running stage {stage}", file=sys.stderr, flush=True)
         stages[stage] = dataclasses.asdict(repro_stage(project, stage, logs / f"{stage}.log"))
     evaluation = read_json(project / "metrics/eval.json")
-    test = load_split("test", project / CAPTIONS)
-    evaluate_config = params.load(params.EvaluateParams, project / "params.yaml")
-    decode = speed_figure(project, "evaluate", "decode_images_per_s")
-
+    test = read_jsonl(project / CAPTIONS / "test.jsonl")
     print("timing the seed scheme, the raw forward pass and greedy decoding", file=sys.stderr,
           flush=True)
-    images = sorted((project / "data/raw/images").iterdir())
-    raw_forward, _ = forward_throughput(
-        params.load(params.ExtractFeaturesParams, project / "params.yaml"), images)
     return {
         **{name: evaluation[name] for name in SCORES},
         "test_images": len(test),
         "references_per_image": sorted({len(record["captions"]) for record in test}),
-        "train_tokens_per_s": train_tokens_per_s(project),
-        "seed_scheme_tokens_per_s": seed_scheme_tokens_per_s(project, seed_seconds),
+        "train_tokens_per_s": stage_speed(project, "train", "train_tokens_per_s"),
+        "features_images_per_s": stage_speed(project, "extract_features", "images_per_s"),
+        "beam_size": evaluation["beam_size"],
+        "decode_images_per_s": stage_speed(project, "evaluate", "decode_images_per_s"),
+        **in_process_speeds(project, seed_seconds),
         "seed_scheme_seconds": seed_seconds,
-        "features_images_per_s": required_figure(project, "extract_features", "images_per_s"),
-        "raw_forward_images_per_s": raw_forward,
-        "beam_size": evaluate_config.beam_size,
-        "decode_images_per_s": decode if decode is not None else decode_images_per_s(
-            project, evaluate_config, evaluate_config.beam_size),
-        "greedy_decode_images_per_s": decode_images_per_s(project, evaluate_config, 1),
         "stages": stages,
         "total_wall_s": sum(run["wall_s"] for run in stages.values()),
     }

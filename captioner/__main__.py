@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from captioner.artifacts import MODELS, load_model
+from captioner.artifacts import MODELS, CaptionModel, load_model, model_info_path
 from captioner.decoding import Decoder
 from captioner.errors import PipelineError
 from captioner.features import FeatureExtractor
+from captioner.params import BACKBONES
 from captioner.text import decode
 
 
@@ -26,14 +27,24 @@ def image_paths(arguments: list[str]) -> list[Path]:
     return paths
 
 
-def predict(arguments: argparse.Namespace) -> int:
-    trained = load_model(arguments.model)
-    backbone = trained.backbone
-    extractor = FeatureExtractor(backbone["backbone"], backbone["weights"])
+def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
+    """The feature extractor a model was trained with, refused when the model cannot use it."""
+    name, weights = trained.backbone["backbone"], trained.backbone["weights"]
+    if name not in BACKBONES:
+        raise PipelineError(f"{model_info_path(model_path)}: unknown backbone {name!r} "
+                            f"(known: {', '.join(BACKBONES)})")
+    extractor = FeatureExtractor(name, weights)
     expected_dim = trained.model.get_layer("image_projection").input.shape[-1]
     if extractor.dim != expected_dim:
-        raise PipelineError(f"{arguments.model}: expects {expected_dim}-d image features but "
-                            f"{backbone['backbone']} gives {extractor.dim}")
+        raise PipelineError(f"{model_path}: expects {expected_dim}-d image features but "
+                            f"{name} gives {extractor.dim}")
+    return extractor
+
+
+def predict(arguments: argparse.Namespace) -> int:
+    """Captions the images named in `arguments`; returns the exit code (1 if any was unusable)."""
+    trained = load_model(arguments.model)
+    extractor = model_extractor(trained, arguments.model)
     paths = image_paths(arguments.images)
     missing = [path for path in paths if not path.is_file()]
     extraction = extractor.extract([path for path in paths if path.is_file()])

@@ -78,7 +78,11 @@ def save_model(model: keras.Model, path: Path, vocabulary: list[str], backbone: 
 
 
 def _without_save_times(archive: Path) -> None:
-    """Drops the save date Keras writes into a .keras zip and zeroes its members' timestamps."""
+    """Makes a .keras zip depend on the model alone.
+
+    Keras writes the save date, zip member times and Python object ids (`shared_object_id`, which
+    only link the places one object is used) into it; these are replaced by fixed values.
+    """
     with zipfile.ZipFile(archive) as source:
         members = [(info, source.read(info)) for info in source.infolist()]
     with zipfile.ZipFile(archive, "w") as target:
@@ -87,9 +91,24 @@ def _without_save_times(archive: Path) -> None:
                 metadata = json.loads(data)
                 metadata.pop("date_saved", None)
                 data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
             stamped = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             stamped.compress_type = info.compress_type
             target.writestr(stamped, data)
+
+
+def _renumber_shared_objects(config: Any, numbers: dict[int, int]) -> Any:
+    """`config` with each shared_object_id replaced by 1, 2, ... in order of first appearance."""
+    if isinstance(config, list):
+        return [_renumber_shared_objects(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    renumbered = {key: _renumber_shared_objects(value, numbers) for key, value in config.items()}
+    if "shared_object_id" in config:
+        renumbered["shared_object_id"] = numbers.setdefault(config["shared_object_id"],
+                                                            len(numbers) + 1)
+    return renumbered
 
 
 def load_model(path: Path) -> CaptionModel:

@@ -24,20 +24,19 @@ def _compiled(model: keras.Model) -> Callable:
 class Decoder:
     """Generates captions from an image encoder and a one-word step function.
 
-    `encode(features)` gives the projected images; `step(projected, previous_words, *states)`
-    gives next-word probabilities (batch, 1, vocab) and the new states.
+    `encode(features)` gives the projected images and the initial states;
+    `step(projected, previous_words, *states)` gives next-word probabilities (batch, 1, vocab)
+    and the new states.
     """
 
-    def __init__(self, encode: Callable, step: Callable, state_count: int, units: int) -> None:
+    def __init__(self, encode: Callable, step: Callable) -> None:
         self._encode, self._step = encode, step
-        self.state_count, self.units = state_count, units
 
     @classmethod
     def from_model(cls, model: keras.Model) -> Decoder:
         """A decoder for a trained captioner; its graph functions are traced once."""
         models = decoding_models(model)
-        return cls(_compiled(models.encode_image), _compiled(models.step), models.state_count,
-                   models.units)
+        return cls(_compiled(models.encode_image), _compiled(models.step))
 
     def captions(
         self,
@@ -67,8 +66,8 @@ class Decoder:
     ) -> list[list[int]]:
         images = len(features)
         rows = images * beam_size
-        projected = np.repeat(np.asarray(self._encode(features)), beam_size, axis=0)
-        states = [np.zeros((rows, self.units), np.float32) for _ in range(self.state_count)]
+        projected, *states = (np.repeat(np.asarray(encoded), beam_size, axis=0)
+                              for encoded in self._encode(features))
         words = np.zeros((images, beam_size, 0), np.int64)
         scores = np.full((images, beam_size), -np.inf, np.float32)
         scores[:, 0] = 0.0  # every beam starts identical, so only the first one may expand

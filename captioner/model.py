@@ -21,15 +21,20 @@ def build_captioner(
     rnn: str,
     dropout: float,
     train_embedding: bool,
+    image_init_state: bool = False,
 ) -> keras.Model:
-    """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities."""
+    """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities.
+
+    With `image_init_state`, the projected image also sets the recurrent layer's initial state
+    ("init-inject" on top of the merge); otherwise that state starts at zero.
+    """
     vocab_size, embedding_dim = embedding_matrix.shape
 
     image_features = keras.Input((feature_dim,), name="image_features")
     image = layers.Dropout(dropout, name="image_dropout")(image_features)
     image = layers.Dense(units, activation="relu", name="image_projection")(image)
     image = layers.LayerNormalization(name="image_norm")(image)
-    image = layers.Reshape((1, units), name="image_per_step")(image)
+    image_per_step = layers.Reshape((1, units), name="image_per_step")(image)
 
     caption = keras.Input((None,), dtype="int32", name="caption_tokens")
     words = layers.Embedding(
@@ -39,10 +44,15 @@ def build_captioner(
     )(caption)
     words = layers.Dropout(dropout, name="word_dropout")(words)
     recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[rnn]
-    sequence, *_ = recurrent(units, return_sequences=True, return_state=True,
-                             name="caption_rnn")(words)
+    caption_rnn = recurrent(units, return_sequences=True, return_state=True, name="caption_rnn")
+    if image_init_state:
+        initial_state = layers.Dense(units, activation="tanh", name="image_to_state")(image)
+        state_count = 2 if rnn == "lstm" else 1
+        sequence, *_ = caption_rnn(words, initial_state=[initial_state] * state_count)
+    else:
+        sequence, *_ = caption_rnn(words)
 
-    merged = layers.Add(name="merge")([sequence, image])
+    merged = layers.Add(name="merge")([sequence, image_per_step])
     hidden = layers.Dense(units, activation="relu", name="decoder_hidden")(merged)
     next_word = layers.Dense(vocab_size, activation="softmax", name="next_word")(hidden)
     return keras.Model([image_features, caption], next_word, name="merge_captioner")
@@ -50,12 +60,13 @@ def build_captioner(
 
 @dataclass
 class DecodingModels:
-    """The trained layers rewired for decoding one word at a time."""
+    """The trained layers rewired for decoding one word at a time.
+
+    `encode_image` maps image features to [projected image, *initial recurrent states].
+    """
 
     encode_image: keras.Model
     step: keras.Model
-    state_count: int
-    units: int
 
 
 def decoding_models(model: keras.Model) -> DecodingModels:
@@ -71,7 +82,11 @@ def decoding_models(model: keras.Model) -> DecodingModels:
 
     image_features = keras.Input((feature_dim,), name="image_features")
     projected = model.get_layer("image_norm")(model.get_layer("image_projection")(image_features))
-    encode_image = keras.Model(image_features, projected, name="encode_image")
+    if any(layer.name == "image_to_state" for layer in model.layers):
+        initial_states = [model.get_layer("image_to_state")(projected)] * state_count
+    else:
+        initial_states = [keras.ops.zeros_like(projected)] * state_count
+    encode_image = keras.Model(image_features, [projected, *initial_states], name="encode_image")
 
     image = keras.Input((units,), name="projected_image")
     previous_word = keras.Input((1,), dtype="int32", name="previous_word")
@@ -82,4 +97,4 @@ def decoding_models(model: keras.Model) -> DecodingModels:
     probabilities = model.get_layer("next_word")(model.get_layer("decoder_hidden")(merged))
     step = keras.Model([image, previous_word, *states], [probabilities, *new_states],
                        name="decode_step")
-    return DecodingModels(encode_image, step, state_count, units)
+    return DecodingModels(encode_image, step)

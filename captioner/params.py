@@ -88,8 +88,10 @@ class TrainParams:
     rnn: str = "gru"
     dropout: float = 0.5
     train_embedding: bool = False
+    image_init_state: bool = False
     optimizer: str = "adam"
     learning_rate: float = 0.001
+    learning_rate_decay: float = 1.0
     batch_size: int = 64
     epochs: int = 10
     patience: int = 3
@@ -105,6 +107,7 @@ class TrainParams:
         _require(self.optimizer in ("adam", "rmsprop", "sgd"), "optimizer",
                  "must be 'adam', 'rmsprop' or 'sgd'")
         _require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _require(0 < self.learning_rate_decay <= 1, "learning_rate_decay", "must be in (0, 1]")
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.epochs >= 1, "epochs", "must be >= 1")
         _require(self.patience >= 0, "patience", "must be >= 0")

@@ -167,11 +167,11 @@ def make_splits(
     splits = {"train": train, "val": validation, "test": usable["test"]}
     for name, ids in splits.items():
         if not ids:
-            official = skipped["dev" if name == "val" else name]
+            official = "dev" if name == "val" else name
+            counts = skipped[official]
             raise PipelineError(
-                f"split '{name}' is empty: none of the {official['listed']} images of "
-                f"{SPLIT_FILES['dev' if name == 'val' else name]} are both in data/raw/images and "
-                f"captioned ({official['image_missing']} absent, {official['no_captions']} "
-                "without captions)"
+                f"split '{name}' is empty: none of the {counts['listed']} images of "
+                f"{SPLIT_FILES[official]} are both in data/raw/images and captioned "
+                f"({counts['image_missing']} absent, {counts['no_captions']} without captions)"
             )
     return splits, {"validation": source, "split_lists": skipped}

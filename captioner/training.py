@@ -163,8 +163,18 @@ class RunFolder:
             if old != checkpoint:
                 old.unlink()
 
-    def load_checkpoint(self, progress: Progress) -> keras.Model:
-        return keras.saving.load_model(self.checkpoint(progress.epochs_done), safe_mode=True)
+    def load_checkpoint(self, progress: Progress, model: keras.Model) -> None:
+        """Sets a freshly built and compiled `model`'s weights and optimizer state from the checkpoint.
+
+        Filling a fresh model, rather than using the loaded one, keeps everything saved from the
+        resumed run identical to what the uninterrupted run saves.
+        """
+        saved = keras.saving.load_model(self.checkpoint(progress.epochs_done), safe_mode=True)
+        model.set_weights(saved.get_weights())
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, saved.optimizer.variables,
+                                   strict=True):
+            variable.assign(value)
 
     def publish(self, destination: Path) -> None:
         """Copies the best model and the per-epoch models to `destination`, then removes the run."""

@@ -8,11 +8,11 @@ from pathlib import Path
 from captioner import params
 from captioner.embeddings import matrix_from_model, matrix_from_source, train_fasttext
 from captioner.errors import PipelineError, run_stage
-from captioner.files import read_json, read_jsonl, write_json, write_npy
+from captioner.files import atomic_path, read_json, read_jsonl, write_json, write_npy
 from captioner.text import clean
 
 CAPTIONS = Path("data/captions")
-OUTPUT = Path("data/embeddings/matrix.npy")
+OUTPUT = Path("data/embeddings")
 METRICS = Path("metrics/embed.json")
 
 
@@ -33,7 +33,9 @@ def main() -> None:
             raise PipelineError(
                 f"{source}: vectors have {matrix.shape[1]} dimensions but embed.dim is {config.dim}"
             )
-    write_npy(OUTPUT, matrix)
+    with atomic_path(OUTPUT) as folder:
+        folder.mkdir()
+        write_npy(folder / "matrix.npy", matrix)
     write_json(METRICS, {"source": config.source, "dim": int(matrix.shape[1]),
                          "vocab_size": int(matrix.shape[0]), "coverage": round(coverage, 5)})
     print(f"embed: {matrix.shape[0]} x {matrix.shape[1]} matrix, coverage {coverage:.1%}")

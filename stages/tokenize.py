@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import sys
 from pathlib import Path
 
 from captioner import params
 from captioner.errors import PipelineError, run_stage
-from captioner.files import write_json, write_jsonl
+from captioner.files import atomic_path, write_json, write_jsonl
 from captioner.text import (
     SPLIT_FILES,
     TOKEN_FILE,
@@ -36,6 +37,9 @@ def main() -> None:
     dropped["image_missing"] = sum(
         len(texts) for image, texts in parsed.captions.items() if image not in present
     )
+    for reason, line_number in parsed.first_dropped_line.items():
+        print(f"warning: {TEXT / TOKEN_FILE}: skipped {parsed.dropped[reason]} lines ({reason}), "
+              f"the first at line {line_number}", file=sys.stderr)
     lists = {name: read_image_list(TEXT / file) for name, file in SPLIT_FILES.items()}
     splits, report = make_splits(lists, present, parsed.captions, config.val_images, config.seed)
 
@@ -48,17 +52,20 @@ def main() -> None:
     encoded = {image: [encode(words, word_ids, config.max_length) for words in cleaned[image]]
                for image in cleaned}
 
-    write_json(OUTPUT / "vocab.json", vocabulary)
-    for name, ids in splits.items():
-        write_jsonl(OUTPUT / f"{name}.jsonl", [
-            {"image": image, "captions": parsed.captions[image], "tokens": encoded[image]}
-            for image in ids
-        ])
+    with atomic_path(OUTPUT) as folder:
+        folder.mkdir()
+        write_json(folder / "vocab.json", vocabulary)
+        for name, ids in splits.items():
+            write_jsonl(folder / f"{name}.jsonl", [
+                {"image": image, "captions": parsed.captions[image], "tokens": encoded[image]}
+                for image in ids
+            ])
     train_tokens = [t for image in splits["train"] for ids in encoded[image] for t in ids[1:-1]]
     write_json(METRICS, {
         "splits": {name: {"images": len(ids), "captions": sum(len(encoded[i]) for i in ids)}
                    for name, ids in splits.items()},
         "dropped_captions": dict(sorted(dropped.items())),
+        "dropped_first_line": dict(sorted(parsed.first_dropped_line.items())),
         **report,
         "vocab_size": len(vocabulary),
         "train_unknown_share": round(train_tokens.count(UNK_ID) / max(len(train_tokens), 1), 5),

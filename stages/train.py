@@ -51,7 +51,7 @@ LOGGED = {"loss": "train/loss", "val_loss": "eval/loss", "val_bleu4": "eval/bleu
 
 def new_model(config: params.TrainParams, feature_dim: int) -> keras.Model:
     model = build_captioner(read_npy(EMBEDDINGS), feature_dim, config.units, config.rnn,
-                            config.dropout, config.train_embedding)
+                            config.dropout, config.train_embedding, config.image_init_state)
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID),
@@ -85,13 +85,13 @@ def main() -> None:
     run_fingerprint = fingerprint(dataclasses.asdict(config),
                                   [CAPTIONS / "vocab.json", CAPTIONS / "train.jsonl",
                                    CAPTIONS / "val.jsonl", EMBEDDINGS, FEATURES])
+    model = new_model(config, features.vectors.shape[1])
     progress = run.resumable(run_fingerprint)
     if progress is None:
         progress = Progress(run_fingerprint)
-        model = new_model(config, features.vectors.shape[1])
     else:
         print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
-        model = run.load_checkpoint(progress)
+        run.load_checkpoint(progress, model)
     decoder = Decoder.from_model(model)
     improves = (lambda new, best: new > best) if config.monitor == "val_bleu4" else (
         lambda new, best: new < best)
@@ -103,6 +103,8 @@ def main() -> None:
             if progress.epochs_without_improvement >= config.patience:
                 break
             reseed_dropout(model, config.seed, epoch)
+            model.optimizer.learning_rate.assign(
+                config.learning_rate * config.learning_rate_decay ** epoch)
             started = time.perf_counter()
             history = model.fit(
                 caption_dataset(train, train_features, config.batch_size,

@@ -12,12 +12,14 @@ from captioner.text import END_ID, START_ID
 VOCAB_SIZE = 12
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[("gru", False), ("lstm", True)],
+                ids=["gru-merge", "lstm-merge-and-init-state"])
+def model(request):
+    rnn, image_init_state = request.param
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(VOCAB_SIZE, 6)).astype(np.float32)
-    captioner = build_captioner(embedding, feature_dim=5, units=16, rnn="gru", dropout=0.0,
-                                train_embedding=True)
+    captioner = build_captioner(embedding, feature_dim=5, units=16, rnn=rnn, dropout=0.0,
+                                train_embedding=True, image_init_state=image_init_state)
     # Random weights large enough that the argmax varies from step to step.
     for layer_name in ("caption_rnn", "next_word", "decoder_hidden"):
         layer = captioner.get_layer(layer_name)
@@ -65,7 +67,7 @@ def markov_decoder(transitions):
     def step(projected, previous, state):
         return table[previous[:, 0]][:, None, :], state
 
-    return Decoder(lambda features: features, step, state_count=1, units=1)
+    return Decoder(lambda features: (features, np.zeros((len(features), 1), np.float32)), step)
 
 
 def test_beam_search_finds_a_more_probable_sequence_than_greedy():

@@ -1,0 +1,70 @@
+"""Speeds that no stage reports, measured on a project directory where the pipeline has run: the
+seed's training scheme (benchmarks/seed_scheme.py), the feature CNN's raw forward pass on
+in-memory pixels (benchmarks/features.py) and greedy decoding of the test images.
+
+Decoding is timed as the evaluate stage times its beam search: from the first call, tracing
+included, over all test images with the evaluate params' batch size and maximum length. Prints
+one line per figure and, as its last line, the figures as one JSON object.
+
+    python benchmarks/speeds.py --project DIR [--seed-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.features import forward_throughput  # noqa: E402
+from benchmarks.seed_scheme import seed_scheme_tokens_per_s  # noqa: E402
+from captioner import params  # noqa: E402
+from captioner.artifacts import CAPTIONS, FEATURES, MODELS, load_features, load_model, load_split  # noqa: E402
+from captioner.decoding import Decoder  # noqa: E402
+from captioner.errors import run_stage  # noqa: E402
+
+IMAGES = Path("data/raw/images")
+
+
+def greedy_decode_images_per_s(project: Path) -> float:
+    """Test images captioned per second by the trained model with beam size 1."""
+    config = params.load(params.EvaluateParams, project / "params.yaml")
+    trained = load_model(project / MODELS / "model.keras")
+    images = [record["image"] for record in load_split("test", project / CAPTIONS)]
+    features = load_features(project / FEATURES).of(images)
+    decoder = Decoder.from_model(trained.model)
+    started = time.perf_counter()
+    decoder.captions(features, 1, config.max_length, config.length_penalty, config.batch_size)
+    return len(images) / (time.perf_counter() - started)
+
+
+def raw_forward_images_per_s(project: Path) -> float:
+    """Images per second of the feature CNN alone, as the project's params configure it."""
+    settings = params.load(params.ExtractFeaturesParams, project / "params.yaml")
+    images_per_s, _ = forward_throughput(settings, sorted((project / IMAGES).iterdir()))
+    return images_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=Path("."),
+                        help="a project directory on which the whole pipeline has run")
+    parser.add_argument("--seed-seconds", type=float, default=60.0,
+                        help="timing budget of the seed scheme")
+    arguments = parser.parse_args()
+    figures = {
+        "seed_scheme_tokens_per_s": seed_scheme_tokens_per_s(arguments.project, arguments.seed_seconds),
+        "raw_forward_images_per_s": raw_forward_images_per_s(arguments.project),
+        "greedy_decode_images_per_s": greedy_decode_images_per_s(arguments.project),
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value:.1f}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    run_stage(main)
