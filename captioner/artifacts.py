@@ -122,9 +122,24 @@ def load_model(path: Path) -> CaptionModel:
         model = keras.saving.load_model(path, safe_mode=True)
     except (OSError, ValueError) as error:
         raise PipelineError(f"{path}: cannot load the model: {error}") from None
-    info = read_json(info_path)
+    vocabulary, backbone = _read_model_info(info_path)
     vocab_size = model.get_layer("next_word").units
-    if len(info["vocabulary"]) != vocab_size:
-        raise PipelineError(f"{info_path}: vocabulary has {len(info['vocabulary'])} words but "
+    if len(vocabulary) != vocab_size:
+        raise PipelineError(f"{info_path}: vocabulary has {len(vocabulary)} words but "
                             f"the model predicts {vocab_size}")
-    return CaptionModel(model, info["vocabulary"], info["backbone"])
+    return CaptionModel(model, vocabulary, backbone)
+
+
+def _read_model_info(info_path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The vocabulary and backbone description stored beside a model, checked for shape."""
+    try:
+        info = read_json(info_path)
+        vocabulary, backbone = info["vocabulary"], info["backbone"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PipelineError(f"{info_path}: not a model description: {error!r}") from None
+    if not (isinstance(vocabulary, list) and all(isinstance(word, str) for word in vocabulary)):
+        raise PipelineError(f"{info_path}: 'vocabulary' must be a list of words")
+    if not (isinstance(backbone, dict)
+            and all(isinstance(backbone.get(key), str) for key in ("backbone", "weights"))):
+        raise PipelineError(f"{info_path}: 'backbone' must name a backbone and its weights")
+    return vocabulary, backbone

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from captioner.model import decoding_models
-from captioner.text import END_ID, PAD_ID, START_ID
+from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID
 
 
 def _compiled(model: keras.Model) -> Callable:
@@ -47,7 +47,7 @@ class Decoder:
         batch_size: int = 64,
         progress: bool = False,
     ) -> list[list[int]]:
-        """Word ids of the best caption for each image, without start, end or padding tokens.
+        """Word ids of the best caption for each image, without start, end, unknown or padding tokens.
 
         Hypotheses are ranked by total log-probability divided by length ** length_penalty
         (0 ranks by plain log-probability). A beam stops at the end token; at most `max_length`
@@ -79,7 +79,7 @@ class Decoder:
             log_probs = np.log(np.maximum(np.asarray(probabilities)[:, 0], 1e-30)).reshape(
                 images, beam_size, -1)
             vocab_size = log_probs.shape[-1]
-            log_probs[..., [PAD_ID, START_ID]] = -np.inf
+            log_probs[..., [PAD_ID, START_ID, UNK_ID]] = -np.inf
             log_probs[finished] = -np.inf
             log_probs[finished, PAD_ID] = 0.0  # a finished beam carries on unchanged, padded
             candidates = (scores[:, :, None] + log_probs).reshape(images, -1)

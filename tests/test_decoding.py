@@ -7,7 +7,7 @@ import pytest
 
 from captioner.decoding import Decoder
 from captioner.model import build_captioner
-from captioner.text import END_ID, START_ID
+from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID
 
 VOCAB_SIZE = 12
 
@@ -34,7 +34,7 @@ def reference_greedy(model, features, max_length):
         prefix = [START_ID]
         for _ in range(max_length):
             probabilities = model.predict([vector[None], np.array([prefix])], verbose=0)[0, -1]
-            probabilities[[0, START_ID]] = 0
+            probabilities[[PAD_ID, UNK_ID, START_ID]] = 0
             word = int(np.argmax(probabilities))
             prefix.append(word)
             if word == END_ID:
@@ -59,7 +59,7 @@ def test_batched_decoding_equals_one_image_at_a_time(model):
 
 def markov_decoder(transitions):
     """A decoder whose next-word distribution depends only on the previous word."""
-    table = np.zeros((5, 5), np.float32)  # words: 0 pad, 1 unk, 2 start, 3 end, 4 "w"
+    table = np.zeros((6, 6), np.float32)  # words: 0 pad, 1 unk, 2 start, 3 end, 4 "w", 5 "v"
     for previous, distribution in transitions.items():
         for word, probability in distribution.items():
             table[previous, word] = probability
@@ -71,16 +71,21 @@ def markov_decoder(transitions):
 
 
 def test_beam_search_finds_a_more_probable_sequence_than_greedy():
-    # Greedy takes "unk" (0.6), then "w" (0.35), then "end": 0.21 in all. The caption "w" then
+    # Greedy takes "v" (0.6), then "w" (0.35), then "end": 0.21 in all. The caption "w" then
     # "end" has probability 0.4 * 1.0 and beam search must find it.
     decoder = markov_decoder({
-        START_ID: {1: 0.6, 4: 0.4},
-        1: {4: 0.35, 3: 0.3, 1: 0.25, 0: 0.1},
+        START_ID: {5: 0.6, 4: 0.4},
+        5: {4: 0.35, 3: 0.3, 5: 0.25, 0: 0.1},
         4: {END_ID: 1.0},
     })
     features = np.zeros((1, 1), np.float32)
-    assert decoder.captions(features, beam_size=1, max_length=5) == [[1, 4]]
+    assert decoder.captions(features, beam_size=1, max_length=5) == [[5, 4]]
     assert decoder.captions(features, beam_size=2, max_length=5) == [[4]]
+
+
+def test_the_unknown_word_is_never_generated():
+    decoder = markov_decoder({START_ID: {UNK_ID: 0.9, 4: 0.1}, 4: {END_ID: 1.0}})
+    assert decoder.captions(np.zeros((1, 1), np.float32), beam_size=2, max_length=3) == [[4]]
 
 
 def test_length_penalty_favours_longer_captions():

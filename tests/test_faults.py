@@ -8,7 +8,9 @@ fractions of the measured run time and again before each rename, until one compl
 
 After every kill, each output the stage declares in dvc.yaml (outs and metrics) must be absent or
 identical to one of the complete versions, and nothing visible may be left beside it; the final
-complete run must leave no hidden leftovers either. The train stage has its own resume tests.
+complete run must leave no hidden leftovers either. The extract_features and evaluate tests start
+TensorFlow a dozen times (one to two minutes each on two cores), so they are marked slow; the
+train stage has its own resume tests.
 """
 
 from __future__ import annotations

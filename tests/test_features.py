@@ -154,3 +154,14 @@ def test_stage_fails_when_too_many_images_are_bad(tmp_path, monkeypatch):
     with pytest.raises(PipelineError, match="3 of 10 images cannot be decoded"):
         extract_features.main()
     assert not Path("data/features").exists()
+
+
+def test_stage_refuses_an_image_folder_without_images(tmp_path, monkeypatch):
+    _prepare_stage(tmp_path, max_bad_fraction=0.1)
+    for image in (tmp_path / "data/raw/images").iterdir():
+        image.unlink()
+    (tmp_path / "data/raw/images/.DS_Store").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(PipelineError, match="data/raw/images: no images"):
+        extract_features.main()

@@ -1,0 +1,104 @@
+"""The predict command: unusable models are refused in one line, non-image files are reported."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioner.__main__ import main
+from captioner.artifacts import model_info_path, save_model
+from captioner.model import build_captioner
+from captioner.text import SPECIAL_TOKENS
+
+VOCABULARY = [*SPECIAL_TOKENS, "a", "dog", "cat", "runs"]
+LITE0_DIM = 1280
+
+
+def saved_model(folder: Path, feature_dim: int = LITE0_DIM,
+                backbone: str = "efficientnet_lite0") -> Path:
+    """An untrained captioner saved as the train stage saves one."""
+    embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
+    model = build_captioner(embedding, feature_dim=feature_dim, units=8, rnn="gru", dropout=0.0,
+                            train_embedding=False)
+    path = folder / "model.keras"
+    save_model(model, path, VOCABULARY, {"backbone": backbone, "weights": "imagenet",
+                                         "dim": feature_dim})
+    return path
+
+
+def predict(monkeypatch, capsys, *arguments: str) -> tuple[int, list[str], list[str]]:
+    """Runs `python -m captioner predict ARGUMENTS`; its exit code, stdout lines, error lines."""
+    monkeypatch.setattr(sys, "argv", ["captioner", "predict", *arguments])
+    with pytest.raises(SystemExit) as exit_status:
+        main()
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    return exit_status.value.code, captured.out.splitlines(), errors
+
+
+def test_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "nowhere" / "model.keras"
+    code, output, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
+    assert (code, output) == (2, [])
+    assert errors == [f"error: {model}: no such model (run `dvc repro train` first)"]
+
+
+def test_model_with_another_vocabulary_is_refused(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    info = model_info_path(model)
+    description = json.loads(info.read_text())
+    description["vocabulary"] = VOCABULARY[:-2]
+    info.write_text(json.dumps(description))
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
+    assert code == 2
+    assert errors == [f"error: {info}: vocabulary has 6 words but the model predicts 8"]
+
+
+@pytest.mark.parametrize("content", ["{", '{"vocabulary": ["a"]}', '{"vocabulary": "a b", '
+                                                                    '"backbone": {}}'])
+def test_unreadable_model_description_is_refused(tmp_path, monkeypatch, capsys, content):
+    model = saved_model(tmp_path)
+    model_info_path(model).write_text(content)
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
+    assert code == 2
+    [error] = errors
+    assert error.startswith(f"error: {model_info_path(model)}: ")
+
+
+def test_model_for_another_backbone_is_refused(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path, feature_dim=16)
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
+    assert code == 2
+    assert errors == [f"error: {model}: expects 16-d image features but efficientnet_lite0 "
+                      f"gives {LITE0_DIM}"]
+
+
+def test_model_with_an_unknown_backbone_is_refused(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path, backbone="vgg16")
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
+    assert code == 2
+    assert errors == [f"error: {model_info_path(model)}: unknown backbone 'vgg16' "
+                      "(known: efficientnet_lite0, resnet50)"]
+
+
+def test_non_image_files_in_a_folder_are_reported_and_the_rest_captioned(
+        tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+        Image.new("RGB", (50, 40), colour).save(photos / f"photo_{index}.jpg")
+    (photos / "notes.txt").write_text("not a picture")
+    code, output, errors = predict(monkeypatch, capsys, str(photos), "--model", str(model),
+                                   "--beam-size", "1")
+    assert code == 1
+    assert [line.split("\t")[0] for line in output] == \
+        [str(photos / "photo_0.jpg"), str(photos / "photo_1.jpg")]
+    [error] = errors
+    assert error.startswith(f"error: {photos / 'notes.txt'}: ")
+    assert "cannot identify image file" in error
