@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from captioner.decoding import Decoder
-from captioner.files import read_json, write_json
+from captioner.files import atomic_path, read_json, write_json
 from captioner.scoring import bleu4
 from captioner.text import decode
 
@@ -177,10 +177,11 @@ class RunFolder:
             variable.assign(value)
 
     def publish(self, destination: Path) -> None:
-        """Copies the best model and the per-epoch models to `destination`, then removes the run."""
-        destination.mkdir(parents=True, exist_ok=True)
-        for model_file in (self.best_model, self.best_model.with_suffix(".json")):
-            shutil.copy2(model_file, destination / model_file.name)
-        if self.epochs.is_dir():
-            shutil.copytree(self.epochs, destination / "epochs")
+        """Replaces `destination` by the best model and the per-epoch models, then removes the run."""
+        with atomic_path(destination) as folder:
+            folder.mkdir()
+            for model_file in (self.best_model, self.best_model.with_suffix(".json")):
+                shutil.copy2(model_file, folder / model_file.name)
+            if self.epochs.is_dir():
+                shutil.copytree(self.epochs, folder / "epochs")
         shutil.rmtree(self.folder)
