@@ -23,7 +23,8 @@ from captioner.files import atomic_path, read_json, write_json
 from captioner.scoring import bleu4
 from captioner.text import decode
 
-# Captions are batched with others of similar length so that little of each batch is padding.
+# Captions are batched with others of similar length so that little of each batch is padding, and
+# padded to their bucket's bound so that the compiled training step sees only a few shapes.
 LENGTH_BUCKETS = [10, 13, 16, 20]
 
 
@@ -55,10 +56,13 @@ def caption_dataset(
         lambda row, ids: ((tf.gather(image_features, row), ids[:-1]), ids[1:]),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
+    longest = max(len(ids) - 1 for record in records for ids in record["tokens"])
+    boundaries = [bound for bound in LENGTH_BUCKETS if bound <= longest] + [longest + 1]
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda inputs, target: tf.shape(target)[0],
-        bucket_boundaries=LENGTH_BUCKETS,
-        bucket_batch_sizes=[batch_size] * (len(LENGTH_BUCKETS) + 1),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        pad_to_bucket_boundary=True,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
