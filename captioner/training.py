@@ -24,7 +24,7 @@ from captioner.scoring import bleu4
 from captioner.text import decode
 
 # Captions are batched with others of similar length so that little of each batch is padding, and
-# padded to their bucket's bound so that the compiled training step sees only a few shapes.
+# padded to their bucket's bound so that the training step is traced for only a few shapes.
 LENGTH_BUCKETS = [10, 13, 16, 20]
 
 

@@ -55,7 +55,6 @@ def new_model(config: params.TrainParams, feature_dim: int) -> keras.Model:
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID),
-        jit_compile=True,  # XLA: about twice the tokens/s of plain graph mode on CPU
     )
     return model
 
