@@ -54,7 +54,9 @@ def build_captioner(
 
     merged = layers.Add(name="merge")([sequence, image_per_step])
     hidden = layers.Dense(units, activation="relu", name="decoder_hidden")(merged)
-    next_word = layers.Dense(vocab_size, activation="softmax", name="next_word")(hidden)
+    # Probabilities stay float32 under a mixed-precision policy, for the loss and the beam scores.
+    next_word = layers.Dense(vocab_size, activation="softmax", dtype="float32",
+                             name="next_word")(hidden)
     return keras.Model([image_features, caption], next_word, name="merge_captioner")
 
 

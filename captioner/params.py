@@ -92,6 +92,7 @@ class TrainParams:
     optimizer: str = "adam"
     learning_rate: float = 0.001
     learning_rate_decay: float = 1.0
+    precision: str = "float32"
     batch_size: int = 64
     epochs: int = 10
     patience: int = 3
@@ -108,6 +109,8 @@ class TrainParams:
                  "must be 'adam', 'rmsprop' or 'sgd'")
         _require(self.learning_rate > 0, "learning_rate", "must be > 0")
         _require(0 < self.learning_rate_decay <= 1, "learning_rate_decay", "must be in (0, 1]")
+        _require(self.precision in ("float32", "mixed_bfloat16"), "precision",
+                 "must be 'float32' or 'mixed_bfloat16'")
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.epochs >= 1, "epochs", "must be >= 1")
         _require(self.patience >= 0, "patience", "must be >= 0")

@@ -50,6 +50,7 @@ LOGGED = {"loss": "train/loss", "val_loss": "eval/loss", "val_bleu4": "eval/bleu
 
 
 def new_model(config: params.TrainParams, feature_dim: int) -> keras.Model:
+    keras.mixed_precision.set_global_policy(config.precision)
     model = build_captioner(read_npy(EMBEDDINGS), feature_dim, config.units, config.rnn,
                             config.dropout, config.train_embedding, config.image_init_state)
     model.compile(
