@@ -56,3 +56,17 @@ def test_training_is_reproducible():
     _, first, _ = train_tiny(epochs=2)
     _, second, _ = train_tiny(epochs=2)
     assert first == second
+
+
+def test_mixed_bfloat16_training_learns_and_keeps_float32_probabilities():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, losses, features = train_tiny(epochs=15)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("caption_rnn").compute_dtype == "bfloat16"
+    assert losses[-1] < 0.5 * losses[0]
+    probabilities = model.predict([features[:3], np.array([[START_ID, 4]] * 3)], verbose=0)
+    assert probabilities.dtype == np.float32
+    captions = Decoder.from_model(model).captions(features[:3], beam_size=2, max_length=6)
+    assert [caption[0] for caption in captions] == [4, 5, 6]
