@@ -67,8 +67,6 @@ def caption_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 32-bit seed for one epoch's randomness, derived from the run's seed and the epoch alone."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
@@ -159,9 +157,8 @@ class RunFolder:
     def save_checkpoint(self, model: keras.Model, progress: Progress) -> None:
         """Saves the model with its optimizer state, then the progress that points at it."""
         checkpoint = self.checkpoint(progress.epochs_done)
-        temporary = checkpoint.with_name(f".{checkpoint.name}")
-        model.save(temporary)
-        temporary.replace(checkpoint)
+        with atomic_path(checkpoint) as temporary:
+            model.save(temporary)
         write_json(self.progress_file, asdict(progress))
         for old in self.folder.glob("checkpoint_*.keras"):
             if old != checkpoint:
