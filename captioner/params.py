@@ -1,5 +1,7 @@
 """Typed, validated sections of params.yaml: one dataclass per stage.
 
+params.yaml is the one place where values live: every key is required there, none has a default here.
+
 Each stage loads only its own section with `load(Section)`. Unknown keys, wrong types and
 out-of-range values are rejected before any work starts, with the key named.
 """
@@ -15,8 +17,8 @@ from typing import Any, TypeVar
 import yaml
 
 from captioner.errors import PipelineError
+from captioner.paths import PARAMS_FILE
 
-PARAMS_FILE = Path("params.yaml")
 BACKBONES = ("efficientnet_lite0", "resnet50")
 
 
@@ -24,9 +26,9 @@ BACKBONES = ("efficientnet_lite0", "resnet50")
 class DownloadParams:
     images_url: str
     text_url: str
-    images_sha256: str = ""
-    text_sha256: str = ""
-    max_unpacked_mb: int = 4096
+    images_sha256: str
+    text_sha256: str
+    max_unpacked_mb: int
 
     def check(self) -> None:
         _require(bool(self.images_url.strip()), "images_url", "must not be empty")
@@ -40,10 +42,10 @@ class DownloadParams:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizeParams:
-    min_count: int = 5
-    max_length: int = 32
-    val_images: int = 500
-    seed: int = 42
+    min_count: int
+    max_length: int
+    val_images: int
+    seed: int
 
     def check(self) -> None:
         _require(self.min_count >= 1, "min_count", "must be >= 1")
@@ -53,12 +55,12 @@ class TokenizeParams:
 
 @dataclasses.dataclass(frozen=True)
 class EmbedParams:
-    source: str = "train"
-    dim: int = 300
-    epoch: int = 10
-    minn: int = 3
-    maxn: int = 6
-    seed: int = 42
+    source: str
+    dim: int
+    epoch: int
+    minn: int
+    maxn: int
+    seed: int
 
     def check(self) -> None:
         _require(self.dim >= 1, "dim", "must be >= 1")
@@ -69,11 +71,11 @@ class EmbedParams:
 
 @dataclasses.dataclass(frozen=True)
 class ExtractFeaturesParams:
-    backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"
-    batch_size: int = 32
-    decode_threads: int = 2
-    max_bad_fraction: float = 0.01
+    backbone: str
+    weights: str
+    batch_size: int
+    decode_threads: int
+    max_bad_fraction: float
 
     def check(self) -> None:
         _require(self.backbone in BACKBONES, "backbone", f"must be one of {', '.join(BACKBONES)}")
@@ -84,22 +86,22 @@ class ExtractFeaturesParams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    units: int = 512
-    rnn: str = "gru"
-    dropout: float = 0.5
-    train_embedding: bool = False
-    image_init_state: bool = False
-    optimizer: str = "adam"
-    learning_rate: float = 0.001
-    learning_rate_decay: float = 1.0
-    precision: str = "float32"
-    batch_size: int = 64
-    epochs: int = 10
-    patience: int = 3
-    monitor: str = "val_bleu4"
-    val_bleu_images: int = 200
-    save_every_epoch: bool = True
-    seed: int = 42
+    units: int
+    rnn: str
+    dropout: float
+    train_embedding: bool
+    image_init_state: bool
+    optimizer: str
+    learning_rate: float
+    learning_rate_decay: float
+    precision: str
+    batch_size: int
+    epochs: int
+    patience: int
+    monitor: str
+    val_bleu_images: int
+    save_every_epoch: bool
+    seed: int
 
     def check(self) -> None:
         _require(self.units >= 1, "units", "must be >= 1")
@@ -121,11 +123,11 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
-    beam_size: int = 3
-    max_length: int = 30
-    length_penalty: float = 0.0
-    batch_size: int = 64
-    report_images: int = 12
+    beam_size: int
+    max_length: int
+    length_penalty: float
+    batch_size: int
+    report_images: int
 
     def check(self) -> None:
         _require(self.beam_size >= 1, "beam_size", "must be >= 1")
@@ -177,8 +179,7 @@ def parse(section_class: type[Section], name: str, raw: Any) -> Section:
             raise PipelineError(
                 f"{PARAMS_FILE}: {name}.{key} must be {hints[key].__name__}, got {value!r}"
             )
-    missing = [key for key, f in fields.items()
-               if key not in raw and f.default is dataclasses.MISSING]
+    missing = [key for key in fields if key not in raw]
     if missing:
         raise PipelineError(f"{PARAMS_FILE}: missing key {name}.{missing[0]}")
     section = section_class(**{k: (float(v) if hints[k] is float else v) for k, v in raw.items()})

@@ -1,0 +1,43 @@
+"""Where every stage reads and writes: the one list of the pipeline's data paths.
+
+dvc.yaml declares the same paths as deps and outs; tests/test_dvc_yaml.py runs each stage and checks
+that the files it opens are exactly the ones declared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+RAW = Path("data/raw")
+RAW_IMAGES = RAW / "images"
+RAW_TEXT = RAW / "text"
+DOWNLOAD_METRICS = Path("metrics/download.json")
+
+CAPTIONS = Path("data/captions")
+VOCABULARY = CAPTIONS / "vocab.json"
+DATA_METRICS = Path("metrics/data.json")
+
+EMBEDDINGS_DIR = Path("data/embeddings")
+EMBEDDINGS = EMBEDDINGS_DIR / "matrix.npy"
+EMBED_METRICS = Path("metrics/embed.json")
+
+FEATURES = Path("data/features")
+FEATURES_METRICS = Path("metrics/features.json")
+FEATURES_SPEED = Path("metrics/speed/extract_features.json")
+
+MODELS = Path("models")
+BEST_MODEL = MODELS / "model.keras"
+TRAIN_RUN = Path("data/train_run")
+TRAIN_LIVE = Path("metrics/train")
+TRAIN_SPEED = Path("metrics/speed/train.json")
+
+EVALUATION = Path("data/evaluation")
+EVAL_METRICS = Path("metrics/eval.json")
+EVAL_SPEED = Path("metrics/speed/evaluate.json")
+
+
+def split_file(name: str) -> Path:
+    """The tokenize stage's records of one split (train, val or test)."""
+    return CAPTIONS / f"{name}.jsonl"
