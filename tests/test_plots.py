@@ -1,0 +1,88 @@
+"""`dvc plots show`/`diff` write a page that works offline: two charts, integer epoch ticks."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.project import ROOT, commit_all, dvc, run
+
+LIVE_PLOTS = Path("metrics/train/plots/metrics")
+CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch"}
+# How each bundled library's minified build defines its browser global.
+LIBRARY_DEFINITIONS = ("self).vega={}", "self).vegaLite={}", "self).vegaEmbed=")
+SPEC = re.compile(r"var spec = (.*);$", re.MULTILINE)
+
+
+def write_live_metrics(project: Path, epochs: int, offset: float) -> None:
+    """DVCLive-style TSVs, steps 1..epochs."""
+    columns = {"train/loss.tsv": "loss", "eval/loss.tsv": "loss", "eval/bleu4.tsv": "bleu4"}
+    for name, column in columns.items():
+        path = project / LIVE_PLOTS / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{step}\t{offset + 1 / step}\n" for step in range(1, epochs + 1))
+        path.write_text(f"step\t{column}\n{rows}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """dvc.yaml and .dvc's config and plot templates, with four epochs of metrics, in git."""
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy2(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy2(ROOT / ".dvc/config", tmp_path / ".dvc")
+    shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
+    write_live_metrics(tmp_path, epochs=4, offset=2.0)
+    run(["git", "init", "-q"], tmp_path)
+    commit_all(tmp_path, "four epochs")
+    return tmp_path
+
+
+def chart_specs(page: str) -> dict[str, dict]:
+    """The Vega-Lite spec of each chart on a `dvc plots` page, by title."""
+    specs = [json.loads(match) for match in SPEC.findall(page)]
+    return {spec["title"]["text"]: spec for spec in specs}
+
+
+def assert_offline_page(page: str) -> None:
+    script_tags = re.findall(r"<script\b[^>]*>", page)
+    assert script_tags and not [tag for tag in script_tags if "src" in tag]
+    for definition in LIBRARY_DEFINITIONS:
+        assert definition in page
+
+
+def test_show_writes_two_charts_that_need_no_network(project):
+    dvc("plots", "show", "-o", "page", cwd=project)
+    page = (project / "page/index.html").read_text(encoding="utf8")
+
+    assert_offline_page(page)
+    assert page.count("vegaEmbed(") == 2
+    specs = chart_specs(page)
+    assert set(specs) == CHART_TITLES
+    for spec in specs.values():
+        x_axis = spec["encoding"]["x"]
+        assert x_axis["title"] == "epoch"
+        assert x_axis["axis"]["tickMinStep"] == 1 and x_axis["axis"]["format"] == "d"
+        assert x_axis["scale"]["zero"] is False
+    loss_points = specs["Loss per epoch"]["data"]["values"]
+    assert sorted(int(point["step"]) for point in loss_points) == [1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_diff_overlays_two_revisions_in_the_same_two_charts(project):
+    write_live_metrics(project, epochs=6, offset=1.0)
+    commit_all(project, "six epochs")
+
+    dvc("plots", "diff", "HEAD~1", "HEAD", "-o", "page", cwd=project)
+    page = (project / "page/index.html").read_text(encoding="utf8")
+
+    assert_offline_page(page)
+    specs = chart_specs(page)
+    assert set(specs) == CHART_TITLES
+    bleu_points = specs["Validation BLEU-4 per epoch"]["data"]["values"]
+    steps_by_revision: dict[str, list[int]] = {}
+    for point in bleu_points:
+        steps_by_revision.setdefault(point["rev"], []).append(int(point["step"]))
+    assert steps_by_revision == {"HEAD~1": [1, 2, 3, 4], "HEAD": [1, 2, 3, 4, 5, 6]}
