@@ -38,7 +38,7 @@ def greedy_decode_images_per_s(project: Path) -> float:
     features = load_features(project / FEATURES).of(images)
     decoder = Decoder.from_model(trained.model)
     started = time.perf_counter()
-    decoder.captions(features, 1, config.max_length, config.length_penalty, config.batch_size)
+    decoder.caption_ids(features, 1, config.max_length, config.length_penalty, config.batch_size)
     return len(images) / (time.perf_counter() - started)
 
 

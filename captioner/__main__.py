@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from captioner.artifacts import MODELS, CaptionModel, load_model, model_info_path
+from captioner import params
+from captioner.artifacts import CaptionModel, load_model, model_info_path
 from captioner.decoding import Decoder
 from captioner.errors import PipelineError
 from captioner.features import FeatureExtractor
-from captioner.params import BACKBONES
+from captioner.paths import BEST_MODEL, PARAMS_FILE
 from captioner.text import decode
 
 
@@ -30,9 +32,9 @@ def image_paths(arguments: list[str]) -> list[Path]:
 def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
     """The feature extractor a model was trained with, refused when the model cannot use it."""
     name, weights = trained.backbone["backbone"], trained.backbone["weights"]
-    if name not in BACKBONES:
+    if name not in params.BACKBONES:
         raise PipelineError(f"{model_info_path(model_path)}: unknown backbone {name!r} "
-                            f"(known: {', '.join(BACKBONES)})")
+                            f"(known: {', '.join(params.BACKBONES)})")
     extractor = FeatureExtractor(name, weights)
     expected_dim = trained.model.get_layer("image_projection").input.shape[-1]
     if extractor.dim != expected_dim:
@@ -41,15 +43,34 @@ def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor
     return extractor
 
 
+def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
+    """The evaluate params of the project in the current folder, overridden by the given flags.
+
+    Without a params.yaml here, all three decoding flags must be given.
+    """
+    flags = {"beam_size": arguments.beam_size, "length_penalty": arguments.length_penalty,
+             "max_length": arguments.max_length}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if PARAMS_FILE.is_file():
+        return dataclasses.replace(params.load(params.EvaluateParams), **given)
+    if len(given) < len(flags):
+        raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run predict in the project "
+                            "folder (it decodes as the evaluate stage does) or give --beam-size, "
+                            "--length-penalty and --max-length")
+    return params.EvaluateParams(**given, batch_size=64, report_images=0)
+
+
 def predict(arguments: argparse.Namespace) -> int:
     """Captions the images named in `arguments`; returns the exit code (1 if any was unusable)."""
+    settings = decoding_settings(arguments)
     trained = load_model(arguments.model)
     extractor = model_extractor(trained, arguments.model)
     paths = image_paths(arguments.images)
     missing = [path for path in paths if not path.is_file()]
     extraction = extractor.extract([path for path in paths if path.is_file()])
-    captions = Decoder.from_model(trained.model).captions(
-        extraction.features, arguments.beam_size, arguments.max_length)
+    captions = Decoder.from_model(trained.model).caption_ids(
+        extraction.features, settings.beam_size, settings.max_length, settings.length_penalty,
+        settings.batch_size)
     results = [{"image": str(path), "caption": decode(ids, trained.vocabulary)}
                for path, ids in zip(extraction.paths, captions, strict=True)]
     for path in missing:
@@ -69,14 +90,20 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("predict", help="caption images with a trained model")
     command.add_argument("images", nargs="+", help="image files or folders of images")
-    command.add_argument("--model", type=Path, default=MODELS / "model.keras",
+    command.add_argument("--model", type=Path, default=BEST_MODEL,
                          help="a model written by the train stage (default: %(default)s)")
-    command.add_argument("--beam-size", type=int, default=3, help="1 is greedy (default: 3)")
-    command.add_argument("--max-length", type=int, default=30, help="most words (default: 30)")
+    for flag, kind, meaning in (("--beam-size", int, "1 is greedy"),
+                                ("--length-penalty", float, "0 ranks by total log-probability"),
+                                ("--max-length", int, "most words")):
+        command.add_argument(flag, type=kind, help=f"{meaning} (default: the evaluate params "
+                             f"in {PARAMS_FILE})")
     command.add_argument("--json", action="store_true", help="print a JSON list")
     arguments = parser.parse_args()
-    if arguments.beam_size < 1 or arguments.max_length < 1:
+    if (arguments.beam_size is not None and arguments.beam_size < 1) or (
+            arguments.max_length is not None and arguments.max_length < 1):
         parser.error("--beam-size and --max-length must be at least 1")
+    if arguments.length_penalty is not None and arguments.length_penalty < 0:
+        parser.error("--length-penalty must be at least 0")
     try:
         raise SystemExit(predict(arguments))
     except PipelineError as error:

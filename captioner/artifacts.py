@@ -1,4 +1,4 @@
-"""Reading the pipeline's stage outputs, and saving/loading the trained model with what it needs."""
+"""Saving and loading a trained model with what it needs beside it: its vocabulary and backbone."""
 
 from __future__ import annotations
 
@@ -9,47 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from captioner.errors import PipelineError
-from captioner.files import atomic_path, read_json, read_jsonl, read_npy, write_json
-
-CAPTIONS = Path("data/captions")
-EMBEDDINGS = Path("data/embeddings/matrix.npy")
-FEATURES = Path("data/features")
-MODELS = Path("models")
-
-
-@dataclass
-class Features:
-    """Image feature vectors (float16 rows) and the row of each image id."""
-
-    vectors: np.ndarray
-    row: dict[str, int]
-
-    def of(self, images: list[str]) -> np.ndarray:
-        """Feature rows of the given images, as float32."""
-        missing = [image for image in images if image not in self.row]
-        if missing:
-            raise PipelineError(
-                f"{FEATURES}: no features for {len(missing)} images, e.g. {missing[0]} "
-                "(it may have failed to decode: see metrics/features.json)"
-            )
-        return self.vectors[[self.row[image] for image in images]].astype(np.float32)
-
-
-def load_features(folder: Path = FEATURES) -> Features:
-    """Reads `features.npy` and `images.json` from the extract_features stage's output."""
-    vectors = read_npy(folder / "features.npy")
-    images = read_json(folder / "images.json")
-    if len(images) != len(vectors):
-        raise PipelineError(f"{folder}: {len(images)} image ids but {len(vectors)} feature rows")
-    return Features(vectors, {image: index for index, image in enumerate(images)})
-
-
-def load_split(name: str, folder: Path = CAPTIONS) -> list[dict[str, Any]]:
-    """The tokenize stage's records of one split: image, raw captions, token ids."""
-    return read_jsonl(folder / f"{name}.jsonl")
+from captioner.files import atomic_path, read_json, write_json
 
 
 @dataclass

@@ -38,7 +38,7 @@ class Decoder:
         models = decoding_models(model)
         return cls(_compiled(models.encode_image), _compiled(models.step))
 
-    def captions(
+    def caption_ids(
         self,
         features: np.ndarray,
         beam_size: int,

@@ -1,4 +1,5 @@
-"""Training machinery: seeding, the tf.data caption pipeline, validation BLEU and resumable progress.
+"""The training loop: epochs of teacher forcing, validation, early stopping, the learning-rate
+schedule and per-epoch checkpoints, plus the tf.data caption pipeline it feeds on.
 
 Training runs one epoch at a time. Each epoch's caption order and dropout masks are derived from
 (seed, epoch) alone, so a run resumed from the checkpoint of epoch k continues exactly as the
@@ -7,10 +8,9 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from captioner.decoding import Decoder
-from captioner.files import atomic_path, read_json, write_json
+from captioner.params import TrainParams
+from captioner.run_state import Progress, RunFolder
 from captioner.scoring import bleu4
 from captioner.text import decode
 
@@ -87,102 +88,97 @@ def reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
 def validation_bleu(decoder: Decoder, features: np.ndarray, references: dict[str, list[str]],
                     vocabulary: list[str], max_length: int) -> float:
     """BLEU-4 of greedy captions of the validation images against their references."""
-    captions = decoder.captions(features, beam_size=1, max_length=max_length, batch_size=256)
+    captions = decoder.caption_ids(features, beam_size=1, max_length=max_length, batch_size=256)
     hypotheses = {image: decode(ids, vocabulary)
                   for image, ids in zip(references, captions, strict=True)}
     return bleu4(hypotheses, references)
 
 
-def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
-    """SHA-256 over the settings and the bytes of every input file (folders walked in order)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in inputs:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file).encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class TrainingData:
+    """Tokenized records of the train and validation splits with one feature row per record, and
+    how many validation images (the first ones) are captioned each epoch for validation BLEU-4."""
 
-
-@dataclass
-class Progress:
-    """What a training run has done so far: enough to resume it after the last finished epoch."""
-
-    fingerprint: str
-    history: list[dict[str, float]] = field(default_factory=list)
-    best: float | None = None
-    best_epoch: int = 0
-    epochs_without_improvement: int = 0
+    train: list[dict[str, Any]]
+    train_features: np.ndarray
+    validation: list[dict[str, Any]]
+    validation_features: np.ndarray
+    vocabulary: list[str]
+    bleu_images: int
 
     @property
-    def epochs_done(self) -> int:
-        return len(self.history)
+    def max_length(self) -> int:
+        return max(len(ids) for record in self.train for ids in record["tokens"])
 
-    def record(self, logs: dict[str, float], improved: bool) -> None:
-        """Adds a finished epoch's logs; `improved` says whether it is the new best."""
-        self.history.append(logs)
-        if improved:
-            self.best_epoch, self.epochs_without_improvement = self.epochs_done, 0
-        else:
-            self.epochs_without_improvement += 1
+    @property
+    def target_tokens(self) -> int:
+        """Words the model predicts in one epoch (each caption's tokens after the start token)."""
+        return sum(len(ids) - 1 for record in self.train for ids in record["tokens"])
 
 
-class RunFolder:
-    """A scratch folder holding a training run in progress, published to the models folder at the end.
+def learning_rate(config: TrainParams, epoch: int) -> float:
+    """The learning rate of 0-based `epoch`: the initial rate decayed once per epoch."""
+    return config.learning_rate * config.learning_rate_decay ** epoch
 
-    It holds the best model so far, the per-epoch models and a checkpoint of the last finished epoch
-    (optimizer included) with the run's Progress. It is not a DVC output (DVC deletes outputs before
-    rerunning a stage), so it outlives a killed run; the fingerprint keeps any other run from resuming
-    from it.
+
+def improves(monitor: str, new: float, best: float | None) -> bool:
+    """Whether `new` beats `best` on `monitor` (BLEU-4 higher, loss lower); anything beats None."""
+    if best is None:
+        return True
+    return new > best if monitor == "val_bleu4" else new < best
+
+
+def train(
+    model: keras.Model,
+    data: TrainingData,
+    config: TrainParams,
+    run: RunFolder,
+    progress: Progress,
+    save: Callable[[keras.Model, Path], None],
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> Progress:
+    """Trains `model` (compiled, with `progress`'s checkpoint already loaded) from the epoch after
+    `progress` until `config.epochs` or early stopping, and returns the final progress.
+
+    After every epoch the best model so far and (with `save_every_epoch`) the epoch's model are
+    written with `save`, the run is checkpointed, and `on_epoch(number, logs)` is told the epoch's
+    number (from 1) and its loss, val_loss, val_bleu4 and fit_seconds.
     """
+    validation_data = caption_dataset(data.validation, data.validation_features, config.batch_size)
+    bleu_records = data.validation[:data.bleu_images]
+    bleu_references = {record["image"]: record["captions"] for record in bleu_records}
+    bleu_features = data.validation_features[:len(bleu_records)]
+    decoder = Decoder.from_model(model)
+    for epoch in range(progress.epochs_done, config.epochs):
+        if progress.out_of_patience(config.patience):
+            break
+        reseed_dropout(model, config.seed, epoch)
+        model.optimizer.learning_rate.assign(learning_rate(config, epoch))
+        started = time.perf_counter()
+        history = model.fit(
+            caption_dataset(data.train, data.train_features, config.batch_size,
+                            shuffle_seed=epoch_seed(config.seed, epoch)),
+            initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+        )
+        logs = {"loss": float(history.history["loss"][-1]),
+                "fit_seconds": time.perf_counter() - started,
+                "val_loss": float(model.evaluate(validation_data, verbose=0)),
+                "val_bleu4": validation_bleu(decoder, bleu_features, bleu_references,
+                                             data.vocabulary, data.max_length)}
+        improved = improves(config.monitor, logs[config.monitor], progress.best)
+        if improved:
+            progress.best = logs[config.monitor]
+            save(model, run.best_model)
+        if config.save_every_epoch:
+            save(model, run.epochs / f"epoch_{epoch + 1:03d}.keras")
+        progress.record(logs, improved)
+        run.save_checkpoint(model, progress)
+        on_epoch(epoch + 1, logs)
+    return progress
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.best_model = folder / "model.keras"
-        self.epochs = folder / "epochs"
-        self.progress_file = folder / "progress.json"
 
-    def checkpoint(self, epochs_done: int) -> Path:
-        return self.folder / f"checkpoint_{epochs_done:03d}.keras"
-
-    def resumable(self, fingerprint: str) -> Progress | None:
-        """The saved Progress if it belongs to this fingerprint; otherwise empties the folder."""
-        if self.progress_file.is_file():
-            progress = Progress(**read_json(self.progress_file))
-            if progress.fingerprint == fingerprint and self.checkpoint(progress.epochs_done).is_file():
-                return progress
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return None
-
-    def save_checkpoint(self, model: keras.Model, progress: Progress) -> None:
-        """Saves the model with its optimizer state, then the progress that points at it."""
-        checkpoint = self.checkpoint(progress.epochs_done)
-        with atomic_path(checkpoint) as temporary:
-            model.save(temporary)
-        write_json(self.progress_file, asdict(progress))
-        for old in self.folder.glob("checkpoint_*.keras"):
-            if old != checkpoint:
-                old.unlink()
-
-    def load_checkpoint(self, progress: Progress, model: keras.Model) -> None:
-        """Sets a freshly built and compiled `model`'s weights and optimizer state from the checkpoint.
-
-        Filling a fresh model, rather than using the loaded one, keeps everything saved from the
-        resumed run identical to what the uninterrupted run saves.
-        """
-        saved = keras.saving.load_model(self.checkpoint(progress.epochs_done), safe_mode=True)
-        model.set_weights(saved.get_weights())
-        model.optimizer.build(model.trainable_variables)
-        for variable, value in zip(model.optimizer.variables, saved.optimizer.variables,
-                                   strict=True):
-            variable.assign(value)
-
-    def publish(self, destination: Path) -> None:
-        """Replaces `destination` by the best model and the per-epoch models, then removes the run."""
-        with atomic_path(destination) as folder:
-            folder.mkdir()
-            for model_file in (self.best_model, self.best_model.with_suffix(".json")):
-                shutil.copy2(model_file, folder / model_file.name)
-            if self.epochs.is_dir():
-                shutil.copytree(self.epochs, folder / "epochs")
-        shutil.rmtree(self.folder)
+def speed_metrics(progress: Progress, data: TrainingData) -> dict[str, Any]:
+    """Seconds of each epoch's fit and the words predicted per second over all of them."""
+    fit_seconds = [logs["fit_seconds"] for logs in progress.history]
+    return {"epoch_seconds": [round(seconds, 2) for seconds in fit_seconds],
+            "train_tokens_per_s": round(data.target_tokens * len(fit_seconds) / sum(fit_seconds), 1)}

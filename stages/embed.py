@@ -9,18 +9,15 @@ from captioner import params
 from captioner.embeddings import matrix_from_model, matrix_from_source, train_fasttext
 from captioner.errors import PipelineError, run_stage
 from captioner.files import atomic_path, read_json, read_jsonl, write_json, write_npy
+from captioner.paths import EMBED_METRICS, EMBEDDINGS, EMBEDDINGS_DIR, VOCABULARY, split_file
 from captioner.text import clean
-
-CAPTIONS = Path("data/captions")
-OUTPUT = Path("data/embeddings")
-METRICS = Path("metrics/embed.json")
 
 
 def main() -> None:
     config = params.load(params.EmbedParams)
-    vocabulary = read_json(CAPTIONS / "vocab.json")
+    vocabulary = read_json(VOCABULARY)
     if config.source == "train":
-        sentences = [clean(text) for record in read_jsonl(CAPTIONS / "train.jsonl")
+        sentences = [clean(text) for record in read_jsonl(split_file("train"))
                      for text in record["captions"]]
         model = train_fasttext(sentences, config.dim, config.epoch, config.minn, config.maxn)
         matrix, coverage = matrix_from_model(model, vocabulary, config.seed)
@@ -33,10 +30,10 @@ def main() -> None:
             raise PipelineError(
                 f"{source}: vectors have {matrix.shape[1]} dimensions but embed.dim is {config.dim}"
             )
-    with atomic_path(OUTPUT) as folder:
+    with atomic_path(EMBEDDINGS_DIR) as folder:
         folder.mkdir()
-        write_npy(folder / "matrix.npy", matrix)
-    write_json(METRICS, {"source": config.source, "dim": int(matrix.shape[1]),
+        write_npy(folder / EMBEDDINGS.name, matrix)
+    write_json(EMBED_METRICS, {"source": config.source, "dim": int(matrix.shape[1]),
                          "vocab_size": int(matrix.shape[0]), "coverage": round(coverage, 5)})
     print(f"embed: {matrix.shape[0]} x {matrix.shape[1]} matrix, coverage {coverage:.1%}")
 

@@ -3,55 +3,52 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from captioner import params
-from captioner.artifacts import MODELS, load_features, load_model, load_split
+from captioner.artifacts import load_model
 from captioner.decoding import Decoder
 from captioner.errors import run_stage
 from captioner.files import atomic_path, write_json, write_jsonl
+from captioner.paths import BEST_MODEL, EVAL_METRICS, EVAL_SPEED, EVALUATION, RAW_IMAGES
 from captioner.report import render_report
 from captioner.scoring import score_captions
+from captioner.splits import load_features, load_split, warn_without_features
 from captioner.text import decode
-
-IMAGES = Path("data/raw/images")
-OUTPUT = Path("data/evaluation")
-METRICS = Path("metrics/eval.json")
-SPEED_FILE = Path("metrics/speed/evaluate.json")
 
 
 def main() -> None:
     config = params.load(params.EvaluateParams)
-    trained = load_model(MODELS / "model.keras")
-    test = load_split("test")
-    images = [record["image"] for record in test]
-    features = load_features().of(images)
+    trained = load_model(BEST_MODEL)
+    test = load_split("test", load_features())
+    warn_without_features({"test": test})
+    images = [record["image"] for record in test.records]
 
     decoder = Decoder.from_model(trained.model)
     # Trace the graph functions first, so the speed measured is decoding's, not tracing's.
-    decoder.captions(features[:config.batch_size], config.beam_size, max_length=2)
+    decoder.caption_ids(test.features[:config.batch_size], config.beam_size, max_length=2)
     started = time.perf_counter()
-    captions = decoder.captions(features, config.beam_size, config.max_length,
-                                config.length_penalty, config.batch_size, progress=True)
+    captions = decoder.caption_ids(test.features, config.beam_size, config.max_length,
+                                   config.length_penalty, config.batch_size, progress=True)
     seconds = time.perf_counter() - started
 
-    hypotheses = {image: decode(ids, trained.vocabulary) for image, ids in zip(images, captions,
-                                                                                strict=True)}
-    references = {record["image"]: record["captions"] for record in test}
+    hypotheses = {image: decode(ids, trained.vocabulary)
+                  for image, ids in zip(images, captions, strict=True)}
+    references = {record["image"]: record["captions"] for record in test.records}
     scores = score_captions(hypotheses, references)
     rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
             for image in images]
-    with atomic_path(OUTPUT) as folder:
+    with atomic_path(EVALUATION) as folder:
         folder.mkdir()
         write_jsonl(folder / "captions.jsonl", rows)
         (folder / "report.html").write_text(
-            render_report(rows[:config.report_images], IMAGES, scores), encoding="utf-8")
-    write_json(METRICS, {
+            render_report(rows[:config.report_images], RAW_IMAGES, scores), encoding="utf-8")
+    write_json(EVAL_METRICS, {
         **{name: round(value, 5) for name, value in scores.items()},
         "test_images": len(images),
+        "test_images_without_features": len(test.without_features),
         "beam_size": config.beam_size,
     })
-    write_json(SPEED_FILE, {"decode_images_per_s": round(len(images) / seconds, 2)})
+    write_json(EVAL_SPEED, {"decode_images_per_s": round(len(images) / seconds, 2)})
     print("evaluate: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
 

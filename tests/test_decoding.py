@@ -45,15 +45,15 @@ def reference_greedy(model, features, max_length):
 
 def test_beam_one_equals_greedy_over_the_training_graph(model):
     features = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
-    decoded = Decoder.from_model(model).captions(features, beam_size=1, max_length=8)
+    decoded = Decoder.from_model(model).caption_ids(features, beam_size=1, max_length=8)
     assert decoded == reference_greedy(model, features, max_length=8)
 
 
 def test_batched_decoding_equals_one_image_at_a_time(model):
     features = np.random.default_rng(2).normal(size=(7, 5)).astype(np.float32)
     decoder = Decoder.from_model(model)
-    together = decoder.captions(features, beam_size=3, max_length=8, batch_size=7)
-    alone = [decoder.captions(features[i:i + 1], beam_size=3, max_length=8)[0] for i in range(7)]
+    together = decoder.caption_ids(features, beam_size=3, max_length=8, batch_size=7)
+    alone = [decoder.caption_ids(features[i:i + 1], beam_size=3, max_length=8)[0] for i in range(7)]
     assert together == alone
 
 
@@ -79,13 +79,13 @@ def test_beam_search_finds_a_more_probable_sequence_than_greedy():
         4: {END_ID: 1.0},
     })
     features = np.zeros((1, 1), np.float32)
-    assert decoder.captions(features, beam_size=1, max_length=5) == [[5, 4]]
-    assert decoder.captions(features, beam_size=2, max_length=5) == [[4]]
+    assert decoder.caption_ids(features, beam_size=1, max_length=5) == [[5, 4]]
+    assert decoder.caption_ids(features, beam_size=2, max_length=5) == [[4]]
 
 
 def test_the_unknown_word_is_never_generated():
     decoder = markov_decoder({START_ID: {UNK_ID: 0.9, 4: 0.1}, 4: {END_ID: 1.0}})
-    assert decoder.captions(np.zeros((1, 1), np.float32), beam_size=2, max_length=3) == [[4]]
+    assert decoder.caption_ids(np.zeros((1, 1), np.float32), beam_size=2, max_length=3) == [[4]]
 
 
 def test_length_penalty_favours_longer_captions():
@@ -94,6 +94,6 @@ def test_length_penalty_favours_longer_captions():
         4: {4: 0.9, END_ID: 0.1},
     })
     features = np.zeros((1, 1), np.float32)
-    assert decoder.captions(features, beam_size=2, max_length=3) == [[]]
+    assert decoder.caption_ids(features, beam_size=2, max_length=3) == [[]]
     # [w w w] (cut at max_length) has log-probability -0.90, -0.30 per word, against -0.69 for [].
-    assert decoder.captions(features, beam_size=2, max_length=3, length_penalty=1.0) == [[4, 4, 4]]
+    assert decoder.caption_ids(features, beam_size=2, max_length=3, length_penalty=1.0) == [[4, 4, 4]]

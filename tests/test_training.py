@@ -38,7 +38,7 @@ def train_tiny(epochs: int):
 def test_loss_decreases_and_the_model_learns_the_captions(tmp_path):
     model, losses, features = train_tiny(epochs=15)
     assert losses[-1] < 0.5 * losses[0]
-    captions = Decoder.from_model(model).captions(features[:3], beam_size=2, max_length=6)
+    captions = Decoder.from_model(model).caption_ids(features[:3], beam_size=2, max_length=6)
     assert [caption[0] for caption in captions] == [4, 5, 6]
 
     path = tmp_path / "model.keras"
@@ -49,7 +49,7 @@ def test_loss_decreases_and_the_model_learns_the_captions(tmp_path):
     inputs = [features[:3], np.array([[START_ID, 4, 4]] * 3)]
     np.testing.assert_allclose(reloaded.model.predict(inputs, verbose=0),
                                model.predict(inputs, verbose=0), rtol=1e-6)
-    assert Decoder.from_model(reloaded.model).captions(features[:3], 2, 6) == captions
+    assert Decoder.from_model(reloaded.model).caption_ids(features[:3], 2, 6) == captions
 
 
 def test_training_is_reproducible():
@@ -68,5 +68,5 @@ def test_mixed_bfloat16_training_learns_and_keeps_float32_probabilities():
     assert losses[-1] < 0.5 * losses[0]
     probabilities = model.predict([features[:3], np.array([[START_ID, 4]] * 3)], verbose=0)
     assert probabilities.dtype == np.float32
-    captions = Decoder.from_model(model).captions(features[:3], beam_size=2, max_length=6)
+    captions = Decoder.from_model(model).caption_ids(features[:3], beam_size=2, max_length=6)
     assert [caption[0] for caption in captions] == [4, 5, 6]
