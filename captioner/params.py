@@ -20,6 +20,8 @@ from captioner.errors import PipelineError
 from captioner.paths import PARAMS_FILE
 
 BACKBONES = ("efficientnet_lite0", "resnet50")
+# tokenize.format: `auto` or one of the modules of captioner.formats.
+CAPTION_FORMATS = ("auto", "flickr8k", "flickr30k", "karpathy", "coco", "csv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +44,27 @@ class DownloadParams:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizeParams:
+    """`val_images` and `test_images` size a split carved from train when the captions files do
+    not give it: a count (a whole number, cut to `max_carved_fraction` of the training images)
+    or a fraction (0 < x < 1) of the training images."""
+
+    format: str
     min_count: int
     max_length: int
-    val_images: int
+    val_images: float
+    test_images: float
+    max_carved_fraction: float
     seed: int
 
     def check(self) -> None:
+        _require(self.format in CAPTION_FORMATS, "format", f"must be one of {', '.join(CAPTION_FORMATS)}")
         _require(self.min_count >= 1, "min_count", "must be >= 1")
         _require(self.max_length >= 3, "max_length", "must be >= 3 (start, a word, end)")
-        _require(self.val_images >= 1, "val_images", "must be >= 1")
+        for key in ("val_images", "test_images"):
+            value = getattr(self, key)
+            _require(0 < value < 1 or (value >= 1 and value.is_integer()), key,
+                     "must be a count (a whole number >= 1) or a fraction (0 < x < 1)")
+        _require(0 < self.max_carved_fraction < 1, "max_carved_fraction", "must be in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

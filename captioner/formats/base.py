@@ -1,0 +1,129 @@
+"""What every caption format yields: a stream of entries, and a tally of the entries it skipped.
+
+An entry names an image the way its file does (a file name or a relative path), with one caption or
+none (an entry that only puts an image in a split), the split its file gives (train, val, test) or
+none, and where it came from: the file and a line number or a JSON key, for messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import ijson
+
+from captioner.errors import PipelineError
+from captioner.text import clean
+
+SPLITS = ("train", "val", "test")
+
+
+class Entry(NamedTuple):
+    """One caption (or one split assignment) as the captions file states it."""
+
+    image: str
+    caption: str | None
+    split: str | None
+    file: Path
+    place: int | str
+
+
+@dataclass
+class Source:
+    """A format's entries, lazily read, and the files they come from.
+
+    With `only_listed`, the entries giving splits come first and images they do not name are left
+    out (Flickr8k's split lists); otherwise images without a split form the pool that train,
+    and any split the files do not give, are taken from.
+    """
+
+    entries: Iterator[Entry]
+    files: list[Path]
+    only_listed: bool = False
+
+
+def where(file: Path, place: int | str) -> str:
+    """`FILE: line N` or `FILE: KEY`: the start of every message about one entry."""
+    return f"{file}: line {place}" if isinstance(place, int) else f"{file}: {place}"
+
+
+@dataclass
+class Skips:
+    """Entries left out, counted by reason, with the place of the first one per file and reason."""
+
+    counts: collections.Counter = field(default_factory=collections.Counter)
+    first: dict[str, int | str] = field(default_factory=dict)
+    per_file: dict[tuple[Path, str], list] = field(default_factory=dict)
+
+    def skip(self, reason: str, file: Path, place: int | str) -> None:
+        """Counts one skipped entry."""
+        self.counts[reason] += 1
+        self.first.setdefault(reason, place)
+        tally = self.per_file.setdefault((file, reason), [0, place])
+        tally[0] += 1
+
+    def warn(self) -> None:
+        """One line on stderr per file and reason."""
+        for (file, reason), (count, place) in self.per_file.items():
+            first = f"line {place}" if isinstance(place, int) else place
+            print(f"warning: {file}: skipped {count} entries ({reason}), the first at {first}",
+                  file=sys.stderr)
+
+
+def is_empty(caption: str) -> bool:
+    """Whether a caption has no words once cleaned (see `captioner.text.clean`)."""
+    return not clean(caption)
+
+
+def split_named(value: str, file: Path, place: int | str, aliases: dict[str, str]) -> str:
+    """The split a file's value stands for: train, val or test, or one of the format's aliases."""
+    split = aliases.get(value, value)
+    if split not in SPLITS:
+        known = ", ".join(sorted({*SPLITS, *aliases}))
+        raise PipelineError(f"{where(file, place)}: unknown split {value!r} (expected one of {known})")
+    return split
+
+
+def only_file(files: list[Path], text_dir: Path, pattern: str) -> Path:
+    """The one file matching `pattern`, refusing none or several."""
+    if not files:
+        raise PipelineError(f"{text_dir}: no {pattern} file")
+    if len(files) > 1:
+        names = ", ".join(file.name for file in files)
+        raise PipelineError(f"{text_dir}: several {pattern} files ({names}); keep one")
+    return files[0]
+
+
+def json_items(path: Path, prefix: str) -> Iterator[tuple[int, Any]]:
+    """Streams the items of the array at `prefix` (e.g. `images.item`) with their index.
+
+    Refuses a file that is not JSON, or that has no such array or an empty one.
+    """
+    count = 0
+    try:
+        with open(path, "rb") as handle:
+            for count, item in enumerate(ijson.items(handle, prefix, use_float=True), start=1):
+                yield count - 1, item
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read: {error.strerror}") from None
+    except ijson.JSONError as error:
+        raise PipelineError(f"{path}: not valid JSON: {error}") from None
+    if not count:
+        key = prefix.replace(".item", "[]")
+        raise PipelineError(f"{path}: no {key} entries (missing or empty key)")
+
+
+def text_field(item: Any, key: str) -> str | None:
+    """`item[key]` when `item` is an object whose `key` holds a string; None otherwise."""
+    value = item.get(key) if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def id_field(item: Any, key: str) -> int | str | None:
+    """`item[key]` when `item` is an object whose `key` holds a number or a string; None otherwise."""
+    value = item.get(key) if isinstance(item, dict) else None
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None

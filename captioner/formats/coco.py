@@ -1,0 +1,62 @@
+"""COCO: one or more `captions_*.json` files (`images[].id/file_name`, `annotations[].image_id/caption`).
+
+A file whose name holds `train` gives the train split, `val` the val split; test is carved.
+Each file is streamed twice: once for its images, once for its annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from captioner.errors import PipelineError
+from captioner.formats.base import Entry, Skips, Source, id_field, is_empty, json_items, text_field
+
+NAME = "coco"
+PATTERN = "captions_*.json"
+
+
+def find_files(text_dir: Path) -> list[Path]:
+    """The `captions_*.json` files."""
+    return sorted(text_dir.glob(PATTERN))
+
+
+def read(text_dir: Path, skips: Skips) -> Source:
+    """Every annotation file's captions, with the split its file name gives."""
+    files = find_files(text_dir)
+    splits = {path: split_of_file(path) for path in files}
+    return Source((entry for path in files for entry in _entries(path, splits[path], skips)), files)
+
+
+def split_of_file(path: Path) -> str:
+    """`train` or `val`, from the file name."""
+    stem = path.stem.lower()
+    if "train" in stem:
+        return "train"
+    if "val" in stem:
+        return "val"
+    raise PipelineError(f"{path}: cannot tell its split from its name (expected 'train' or 'val' in it)")
+
+
+def _entries(path: Path, split: str, skips: Skips) -> Iterator[Entry]:
+    """An entry without caption per image (so images with no annotation are known), then the captions."""
+    file_names: dict[int | str, str] = {}
+    for index, image in json_items(path, "images.item"):
+        place = f"images[{index}]"
+        image_id, file_name = id_field(image, "id"), text_field(image, "file_name")
+        if image_id is None or file_name is None:
+            skips.skip("missing_key", path, f"{place}.{'id' if image_id is None else 'file_name'}")
+            continue
+        file_names[image_id] = file_name
+        yield Entry(file_name, None, split, path, place)
+    for index, annotation in json_items(path, "annotations.item"):
+        place = f"annotations[{index}]"
+        image_id, caption = id_field(annotation, "image_id"), text_field(annotation, "caption")
+        if image_id is None or caption is None:
+            skips.skip("missing_key", path, f"{place}.{'image_id' if image_id is None else 'caption'}")
+        elif image_id not in file_names:
+            skips.skip("unknown_image_id", path, f"{place}.image_id")
+        elif is_empty(caption):
+            skips.skip("empty_caption", path, f"{place}.caption")
+        else:
+            yield Entry(file_names[image_id], caption.strip(), split, path, place)

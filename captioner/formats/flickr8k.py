@@ -1,0 +1,103 @@
+"""Flickr8k: `Flickr8k.token.txt` (`IMAGE.jpg#N<TAB>caption` lines) and the official split lists.
+
+Only images that a split list names are used; the dev list gives the val split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+from captioner.errors import PipelineError
+from captioner.formats.base import Entry, Skips, Source, is_empty
+from captioner.image_files import is_image_name
+
+NAME = "flickr8k"
+TOKEN_FILE = "Flickr8k.token.txt"
+PATTERN = TOKEN_FILE
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
+_SPLIT_OF_LIST = {"train": "train", "dev": "val", "test": "test"}
+_CAPTION_ID = re.compile(r"^(?P<image>[^#\s]+)#(?P<number>\d+)$")
+
+
+def find_files(text_dir: Path) -> list[Path]:
+    """The token file, when present."""
+    token_file = text_dir / TOKEN_FILE
+    return [token_file] if token_file.is_file() else []
+
+
+def read(text_dir: Path, skips: Skips) -> Source:
+    """The split lists' entries first, then the token file's captions."""
+    lists = {_SPLIT_OF_LIST[key]: text_dir / name for key, name in SPLIT_FILES.items()}
+    listed = [list_entries(path, split) for split, path in lists.items()]
+    token_file = text_dir / TOKEN_FILE
+    return Source(chain(*listed, token_lines(token_file, skips)), [token_file, *lists.values()],
+                  only_listed=True)
+
+
+def list_entries(path: Path, split: str) -> list[Entry]:
+    """A split list's image names (one per line; blank lines skipped) as entries without captions."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: cannot read the split list: {error}") from None
+    return [Entry(line.strip(), None, split, path, number)
+            for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def token_lines(path: Path, skips: Skips) -> Iterator[Entry]:
+    """Reads `IMAGE#N<TAB>caption` lines, tolerating CRLF, blank lines and malformed lines.
+
+    Lines that cannot be used are skipped and counted by reason: invalid UTF-8, no tab or no `#N`,
+    an image name that is not an image file (such as Flickr8k's stray `...jpg.1`), an empty
+    caption, or a caption id seen before (the first one is kept).
+    """
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read the caption file: {error.strerror}") from None
+    seen_ids: set[str] = set()
+    with handle:
+        for number, raw_line in enumerate(handle, start=1):
+            parsed = _parse_line(raw_line, path, number, skips)
+            if parsed is None:
+                continue
+            caption_id, image, caption = parsed
+            if caption_id in seen_ids:
+                skips.skip("duplicate_caption_id", path, number)
+                continue
+            seen_ids.add(caption_id)
+            yield Entry(image, caption, None, path, number)
+    if not seen_ids:
+        raise PipelineError(f"{path}: no usable 'IMAGE.jpg#N<TAB>caption' lines")
+
+
+def _parse_line(raw_line: bytes, path: Path, number: int,
+                skips: Skips) -> tuple[str, str, str] | None:
+    """The line's caption id, image name and caption; None for a blank or skipped line."""
+    try:
+        line = raw_line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        skips.skip("invalid_utf8", path, number)
+        return None
+    if not line:
+        return None
+    caption_id, tab, caption = line.partition("\t")
+    caption_id, caption = caption_id.strip(), caption.strip()
+    match = _CAPTION_ID.match(caption_id)
+    if not tab or not match:
+        reason = "malformed_line"
+    elif not is_image_name(match["image"]):
+        reason = "bad_image_id"
+    elif is_empty(caption):
+        reason = "empty_caption"
+    else:
+        return caption_id, match["image"], caption
+    skips.skip(reason, path, number)
+    return None

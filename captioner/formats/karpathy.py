@@ -1,0 +1,60 @@
+"""Karpathy's split files (`dataset_coco.json`, `dataset_flickr8k.json`, `dataset_flickr30k.json`).
+
+Each `images[]` entry has `filename`, an optional `filepath` folder, a `split` (train, restval,
+val or test; restval joins train) and `sentences[].raw`, the captions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from captioner.formats.base import (
+    Entry,
+    Skips,
+    Source,
+    is_empty,
+    json_items,
+    only_file,
+    split_named,
+    text_field,
+)
+
+NAME = "karpathy"
+PATTERN = "dataset_*.json"
+SPLIT_ALIASES = {"restval": "train"}
+
+
+def find_files(text_dir: Path) -> list[Path]:
+    """The `dataset_*.json` files."""
+    return sorted(text_dir.glob(PATTERN))
+
+
+def read(text_dir: Path, skips: Skips) -> Source:
+    """The split file's captions, each with its image's split."""
+    path = only_file(find_files(text_dir), text_dir, PATTERN)
+    return Source(_entries(path, skips), [path])
+
+
+def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
+    for index, image in json_items(path, "images.item"):
+        place = f"images[{index}]"
+        filename, split = text_field(image, "filename"), text_field(image, "split")
+        if filename is None or split is None:
+            skips.skip("missing_key", path, f"{place}.{'split' if filename else 'filename'}")
+            continue
+        folder = text_field(image, "filepath")
+        name = f"{folder.strip('/')}/{filename}" if folder else filename
+        split = split_named(split, path, f"{place}.split", SPLIT_ALIASES)
+        sentences = image.get("sentences")
+        if not isinstance(sentences, list):
+            skips.skip("missing_key", path, f"{place}.sentences")
+            continue
+        yield Entry(name, None, split, path, place)
+        for number, sentence in enumerate(sentences):
+            caption_place = f"{place}.sentences[{number}].raw"
+            caption = text_field(sentence, "raw")
+            if caption is None or is_empty(caption):
+                skips.skip("missing_key" if caption is None else "empty_caption", path, caption_place)
+            else:
+                yield Entry(name, caption.strip(), split, path, caption_place)
