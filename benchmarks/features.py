@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from captioner import params  # noqa: E402
 from captioner.features import FeatureExtractor, load_pixels  # noqa: E402
 from captioner.files import read_json  # noqa: E402
+from captioner.image_files import is_image_name  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 ARCHIVES = (SHARED / "flickr8k/Flickr8k_Dataset.zip", SHARED / "flickr8k-sample/Flickr8k_Dataset.zip")
@@ -41,12 +42,12 @@ FORWARD_BATCHES = 30
 
 
 def unpack_images(archive: Path, folder: Path) -> list[Path]:
-    """Extracts the archive's .jpg files flat into `folder`; returns them sorted by name."""
+    """Extracts the archive's image files flat into `folder`; returns them sorted by name."""
     folder.mkdir(parents=True)
     with zipfile.ZipFile(archive) as images:
         for member in images.infolist():
             name = Path(member.filename).name
-            if name.lower().endswith(".jpg") and not name.startswith("."):
+            if not member.is_dir() and is_image_name(member.filename):
                 with images.open(member) as source, open(folder / name, "wb") as target:
                     shutil.copyfileobj(source, target)
     return sorted(folder.iterdir())

@@ -8,7 +8,7 @@ images there are. An image that cannot be decoded is reported with its reason, n
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ MAX_DECODED_PIXELS = 36_000_000
 # Pillow opens 16-bit greyscale as I;16* (or I); its own conversion to RGB clips instead of scaling.
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+# backbone.json: what rebuilds the same extractor; batch_size too, as it fixes the CNN's input shape.
+DESCRIPTION_KEYS = {"backbone": str, "weights": str, "dim": int, "batch_size": int}
 
 
 class BadImage(Exception):
@@ -102,9 +104,15 @@ class Extraction:
 
 
 class FeatureExtractor:
-    """Computes feature vectors for image files with one backbone, its weights and preprocessing."""
+    """Computes feature vectors for image files with one backbone, its weights and preprocessing.
 
-    def __init__(self, backbone: str, weights: str, batch_size: int = 32,
+    The CNN always runs on exactly `batch_size` images: a short batch is padded with black images
+    whose rows are dropped. oneDNN picks its kernels per batch shape, and kernels differ in the last
+    float32 bits, so one fixed shape keeps an image's features independent of how many images a
+    run has (the stage's thousands or predict's one).
+    """
+
+    def __init__(self, backbone: str, weights: str, batch_size: int,
                  decode_threads: int = 2) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -114,31 +122,55 @@ class FeatureExtractor:
         self.dim = feature_dim(self.model)
         self._forward = tf.function(
             lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False),
-            input_signature=[tf.TensorSpec((None, *PIXELS_SHAPE), tf.uint8)],
+            input_signature=[tf.TensorSpec((batch_size, *PIXELS_SHAPE), tf.uint8)],
         )
 
     @classmethod
-    def from_description(cls, path: Path | str, batch_size: int = 32,
-                         decode_threads: int = 2) -> FeatureExtractor:
+    def from_description(cls, path: Path | str, decode_threads: int = 2) -> FeatureExtractor:
         """Rebuilds the extractor described by a backbone.json written by the extract stage."""
         try:
             description = read_json(path)
-            backbone, weights, dim = (description[key] for key in ("backbone", "weights", "dim"))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError) as error:
             raise PipelineError(f"{path}: cannot read backbone description: {error!r}") from None
-        extractor = cls(backbone, weights, batch_size, decode_threads)
-        if extractor.dim != dim:
-            raise PipelineError(f"{path}: dim {dim} does not match the {backbone} output "
-                                f"({extractor.dim})")
+        return cls.from_mapping(description, str(path), decode_threads)
+
+    @classmethod
+    def from_mapping(cls, description: object, source: str,
+                     decode_threads: int = 2) -> FeatureExtractor:
+        """Rebuilds the extractor a `description()` dict describes; errors name `source`."""
+        if not isinstance(description, Mapping):
+            raise PipelineError(f"{source}: backbone description must be a JSON object")
+        for key, kind in DESCRIPTION_KEYS.items():
+            value = description.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise PipelineError(f"{source}: backbone description needs {key!r} "
+                                    f"({kind.__name__}), got {value!r}")
+        if description["batch_size"] < 1:
+            raise PipelineError(f"{source}: batch_size must be >= 1, got "
+                                f"{description['batch_size']}")
+        try:
+            extractor = cls(description["backbone"], description["weights"],
+                            description["batch_size"], decode_threads)
+        except PipelineError as error:
+            raise PipelineError(f"{source}: {error}") from None
+        if extractor.dim != description["dim"]:
+            raise PipelineError(f"{source}: dim {description['dim']} does not match the "
+                                f"{extractor.backbone} output ({extractor.dim})")
         return extractor
 
     def description(self) -> dict[str, str | int]:
-        """What from_description needs to rebuild this extractor: backbone, weights and dim."""
-        return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim}
+        """What from_description needs to rebuild this extractor: DESCRIPTION_KEYS' values."""
+        return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim,
+                "batch_size": self.batch_size}
 
     def forward(self, pixels: np.ndarray | tf.Tensor) -> np.ndarray:
-        """Features (float16) of a batch of decoded uint8 pixels shaped (batch, 224, 224, 3)."""
-        return self._forward(pixels).numpy().astype(np.float16)
+        """Features (float16) of up to batch_size decoded uint8 images shaped (n, 224, 224, 3)."""
+        count = len(pixels)
+        if count > self.batch_size:
+            raise ValueError(f"{count} images in one forward pass, more than batch_size "
+                             f"{self.batch_size}")
+        padded = tf.pad(pixels, [[0, self.batch_size - count], [0, 0], [0, 0], [0, 0]])
+        return self._forward(padded).numpy()[:count].astype(np.float16)
 
     def extract(self, paths: Sequence[Path | str], progress: bool = False) -> Extraction:
         """Computes features for `paths`; undecodable images are left out and listed in `bad`."""

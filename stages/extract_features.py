@@ -1,8 +1,8 @@
 """Stage extract_features: one ImageNet CNN feature vector per image of data/raw/images/.
 
 Writes data/features/ (features.npy: float16 N x D, images.json: image ids in row order,
-backbone.json: what rebuilds the same CNN) as one atomic folder swap, and metrics/features.json.
-Reads only the images and the extract_features params.
+backbone.json: what rebuilds the same CNN at the same batch shape) as one atomic folder swap, and
+metrics/features.json. Reads only the images and the extract_features params.
 """
 
 from __future__ import annotations
@@ -15,21 +15,17 @@ from captioner import params
 from captioner.errors import PipelineError, run_stage
 from captioner.features import Extraction, FeatureExtractor
 from captioner.files import atomic_path, write_json, write_npy
-
-IMAGES_DIR = Path("data/raw/images")
-FEATURES_DIR = Path("data/features")
-METRICS_FILE = Path("metrics/features.json")
-SPEED_FILE = Path("metrics/speed/extract_features.json")
+from captioner.image_files import image_id, list_images
+from captioner.paths import FEATURES, FEATURES_METRICS, FEATURES_SPEED, RAW_IMAGES
 
 
-def list_images(folder: Path) -> list[Path]:
-    """All non-hidden files of `folder`, sorted by name; the name is the image id."""
-    if not folder.is_dir():
-        raise PipelineError(f"{folder}: image folder not found (run the download stage first)")
-    paths = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
-                   key=lambda path: path.name)
+def find_images() -> list[Path]:
+    """The image files under RAW_IMAGES in id order; refuses a missing or image-less folder."""
+    if not RAW_IMAGES.is_dir():
+        raise PipelineError(f"{RAW_IMAGES}: image folder not found (run the download stage first)")
+    paths = list_images(RAW_IMAGES)
     if not paths:
-        raise PipelineError(f"{folder}: no images")
+        raise PipelineError(f"{RAW_IMAGES}: no images")
     return paths
 
 
@@ -38,23 +34,24 @@ def check_bad_fraction(extraction: Extraction, total: int, max_bad_fraction: flo
     if len(extraction.bad) > max_bad_fraction * total:
         path, reason = extraction.bad[0]
         raise PipelineError(
-            f"{IMAGES_DIR}: {len(extraction.bad)} of {total} images cannot be decoded, more than "
-            f"extract_features.max_bad_fraction={max_bad_fraction} (first: {path.name}: {reason})"
+            f"{RAW_IMAGES}: {len(extraction.bad)} of {total} images cannot be decoded, more than "
+            f"extract_features.max_bad_fraction={max_bad_fraction} "
+            f"(first: {image_id(path, RAW_IMAGES)}: {reason})"
         )
 
 
 def write_features(extraction: Extraction, description: dict[str, str | int]) -> None:
     """Writes features.npy, images.json and backbone.json, replacing the folder in one step."""
-    with atomic_path(FEATURES_DIR) as folder:
+    with atomic_path(FEATURES) as folder:
         folder.mkdir()
         write_npy(folder / "features.npy", extraction.features)
-        write_json(folder / "images.json", [path.name for path in extraction.paths])
+        write_json(folder / "images.json", [image_id(path, RAW_IMAGES) for path in extraction.paths])
         write_json(folder / "backbone.json", description)
 
 
 def main() -> None:
     settings = params.load(params.ExtractFeaturesParams)
-    paths = list_images(IMAGES_DIR)
+    paths = find_images()
     extractor = FeatureExtractor(settings.backbone, settings.weights, settings.batch_size,
                                  settings.decode_threads)
     start = time.perf_counter()
@@ -64,16 +61,17 @@ def main() -> None:
         print(f"warning: {path}: left out: {reason}", file=sys.stderr)
     check_bad_fraction(extraction, len(paths), settings.max_bad_fraction)
     write_features(extraction, extractor.description())
-    write_json(METRICS_FILE, {
+    write_json(FEATURES_METRICS, {
         "backbone": settings.backbone,
         "weights": settings.weights,
         "dim": extractor.dim,
         "count": len(extraction.paths),
-        "bad_images": [{"file": path.name, "reason": reason} for path, reason in extraction.bad],
+        "bad_images": [{"file": image_id(path, RAW_IMAGES), "reason": reason}
+                       for path, reason in extraction.bad],
     })
-    write_json(SPEED_FILE, {"images_per_s": round(images_per_s, 1)})
+    write_json(FEATURES_SPEED, {"images_per_s": round(images_per_s, 1)})
     print(f"extract_features: {len(extraction.paths)} images x {extractor.dim} -> "
-          f"{FEATURES_DIR}/features.npy, {len(extraction.bad)} bad, {images_per_s:.1f} images/s")
+          f"{FEATURES}/features.npy, {len(extraction.bad)} bad, {images_per_s:.1f} images/s")
 
 
 if __name__ == "__main__":

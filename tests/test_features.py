@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ import yaml
 from PIL import Image
 
 from captioner.errors import PipelineError
-from captioner.features import BadImage, FeatureExtractor, load_pixels
+from captioner.features import BadImage, FeatureExtractor, image_batches, load_pixels
 from captioner.files import read_json, read_npy
 from stages import extract_features
 
@@ -98,12 +101,35 @@ def test_bad_images_raise_with_a_reason(tmp_path):
             load_pixels(tmp_path / name)
 
 
-def test_extract_keeps_order_lists_bad_images_and_ignores_batch_size(tmp_path, extractor):
-    good = ["a_rgb.jpg", *sorted(write_good_images(tmp_path))]
-    bad = write_bad_images(tmp_path)
-    paths = sorted(tmp_path.iterdir())
+def assert_same_batch_shape_features(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Features computed at the same batch shape, by the same kernels, but from other batch rows.
 
-    result = extractor.extract(paths)
+    Nothing promises bit-identical results for an image wherever its row sits in a batch, so a
+    value may move by one float16 step (float16 keeps 10 fraction bits: 2**-10 relative) and, near
+    zero, by float32 rounding noise (2**-20, about 1e-6). That the batch shape is the same is
+    checked exactly, by test_the_model_always_sees_a_full_batch.
+    """
+    np.testing.assert_allclose(actual, expected, rtol=2**-10, atol=2**-20)
+
+
+class ImageFiles(NamedTuple):
+    paths: list[Path]  # all of them, sorted by name
+    good: list[str]  # names of the decodable ones
+    bad: dict[str, str]  # name -> expected words in the reason
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> ImageFiles:
+    folder = tmp_path_factory.mktemp("images")
+    good = ["a_rgb.jpg", *sorted(write_good_images(folder))]
+    bad = write_bad_images(folder)
+    return ImageFiles(sorted(folder.iterdir()), good, bad)
+
+
+def test_extract_keeps_order_and_lists_bad_images(images, extractor):
+    good, bad = images.good, images.bad
+
+    result = extractor.extract(images.paths)
 
     assert result.features.dtype == np.float16
     assert result.features.shape == (len(good), 1280)
@@ -111,23 +137,68 @@ def test_extract_keeps_order_lists_bad_images_and_ignores_batch_size(tmp_path, e
     assert [path.name for path, _ in result.bad] == sorted(bad)
     for (_, reason), words in zip(result.bad, [bad[name] for name in sorted(bad)], strict=True):
         assert words in reason
-    one_by_one = np.concatenate([extractor.extract([path]).features for path in result.paths])
-    np.testing.assert_array_equal(result.features, one_by_one)
+
+
+def test_an_image_alone_gets_the_features_of_a_larger_run(images, extractor):
+    result = extractor.extract(images.paths)
+
+    alone = np.concatenate([extractor.extract([path]).features for path in result.paths])
+
+    assert_same_batch_shape_features(alone, result.features)
+
+
+def test_features_from_other_batch_sizes_agree_within_float16_rounding(images, extractor):
     wide = FeatureExtractor("efficientnet_lite0", "imagenet", batch_size=5)
-    np.testing.assert_array_equal(result.features, wide.extract(paths).features)
+
+    features = extractor.extract(images.paths).features
+    wide_features = wide.extract(images.paths).features
+
+    # Another batch shape may run other oneDNN kernels, whose float32 sums differ in the last bits
+    # (a few 1e-6). Rounded to float16 that is one step: rtol 2**-10, as float16 keeps 10 fraction
+    # bits. Below 2**-4 float16's steps are finer than that noise, so atol 2**-15 (3.05e-5) allows
+    # for it: an AVX512-VNNI CPU gave differences up to 3e-5 there.
+    np.testing.assert_allclose(wide_features, features, rtol=2**-10, atol=2**-15)
+
+
+def test_the_model_always_sees_a_full_batch(images):
+    extractor = FeatureExtractor("efficientnet_lite0", "none", batch_size=4)
+    model, shapes = extractor.model, []
+
+    def recording_model(pixels: tf.Tensor, training: bool) -> tf.Tensor:
+        shapes.append(tuple(pixels.shape))
+        return model(pixels, training=training)
+
+    extractor.model = recording_model
+    result = extractor.extract(images.paths[:5])
+
+    assert result.features.shape == (5, 1280)
+    assert shapes and set(shapes) == {(4, 224, 224, 3)}
+    with pytest.raises(ValueError, match="5 images in one forward pass, more than batch_size 4"):
+        extractor.forward(np.zeros((5, 224, 224, 3), np.uint8))
+
+
+def test_decode_threads_do_not_change_the_pixels(images):
+    one, two = (list(image_batches(images.paths, 4, threads).as_numpy_iterator()) for threads in (1, 2))
+
+    assert len(one) == len(two) == 3
+    for (pixels_one, reasons_one), (pixels_two, reasons_two) in zip(one, two, strict=True):
+        np.testing.assert_array_equal(pixels_one, pixels_two)
+        np.testing.assert_array_equal(reasons_one, reasons_two)
 
 
 def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
     images = folder / "data/raw/images"
-    images.mkdir(parents=True)
+    (images / "more").mkdir(parents=True)
     write_good_images(images)
     write_bad_images(images)
+    (images / "a_rgb.jpg").rename(images / "more/a_rgb.jpg")
+    (images / "notes.txt").write_text("not an image, so not counted as a bad one")
     section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "batch_size": 4,
                "decode_threads": 2, "max_bad_fraction": max_bad_fraction}
     (folder / "params.yaml").write_text(yaml.safe_dump({"extract_features": section}))
 
 
-def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch, extractor):
+def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch):
     _prepare_stage(tmp_path, max_bad_fraction=0.5)
     monkeypatch.chdir(tmp_path)
 
@@ -137,14 +208,34 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch, e
     ids = read_json("data/features/images.json")
     metrics = read_json("metrics/features.json")
     assert features.shape == (7, 1280) and features.dtype == np.float16
-    assert ids == sorted(ids) and len(ids) == 7 and "x_corrupt.jpg" not in ids
-    assert read_json("data/features/backbone.json") == extractor.description()
+    assert ids == sorted(ids) and len(ids) == 7 and "more/a_rgb.jpg" in ids
+    assert read_json("data/features/backbone.json") == {
+        "backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 1280, "batch_size": 4}
     assert metrics["count"] == 7 and metrics["dim"] == 1280
     assert [bad["file"] for bad in metrics["bad_images"]] == sorted(write_bad_images(tmp_path))
     assert read_json("metrics/speed/extract_features.json")["images_per_s"] > 0
     rebuilt = FeatureExtractor.from_description("data/features/backbone.json")
-    again = rebuilt.extract([Path("data/raw/images") / image_id for image_id in ids])
-    np.testing.assert_array_equal(features, again.features)
+    assert rebuilt.batch_size == 4
+    alone = [rebuilt.extract([Path("data/raw/images") / image_id]).features for image_id in ids]
+    assert_same_batch_shape_features(np.concatenate(alone), features)
+
+
+@pytest.mark.parametrize(("description", "problem"), [
+    ('{"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 1280}',
+     "backbone description needs 'batch_size' (int), got None"),
+    ('{"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 1280, "batch_size": 0}',
+     "batch_size must be >= 1, got 0"),
+    ('{"backbone": "vgg16", "weights": "imagenet", "dim": 1280, "batch_size": 4}',
+     "unknown backbone 'vgg16'"),
+    ("[1]", "backbone description must be a JSON object"),
+    ("{", "cannot read backbone description"),
+])
+def test_unusable_backbone_description_is_refused_naming_the_file(tmp_path, description, problem):
+    path = tmp_path / "backbone.json"
+    path.write_text(description)
+
+    with pytest.raises(PipelineError, match=re.escape(f"{path}: {problem}")):
+        FeatureExtractor.from_description(path)
 
 
 def test_stage_fails_when_too_many_images_are_bad(tmp_path, monkeypatch):
@@ -158,8 +249,8 @@ def test_stage_fails_when_too_many_images_are_bad(tmp_path, monkeypatch):
 
 def test_stage_refuses_an_image_folder_without_images(tmp_path, monkeypatch):
     _prepare_stage(tmp_path, max_bad_fraction=0.1)
-    for image in (tmp_path / "data/raw/images").iterdir():
-        image.unlink()
+    shutil.rmtree(tmp_path / "data/raw/images")
+    (tmp_path / "data/raw/images").mkdir()
     (tmp_path / "data/raw/images/.DS_Store").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
 
