@@ -111,10 +111,18 @@ def json_items(path: Path, prefix: str) -> Iterator[tuple[int, Any]]:
     except OSError as error:
         raise PipelineError(f"{path}: cannot read: {error.strerror}") from None
     except ijson.JSONError as error:
-        raise PipelineError(f"{path}: not valid JSON: {error}") from None
+        raise PipelineError(f"{path}: not valid JSON: {_first_line(error)}") from None
     if not count:
         key = prefix.replace(".item", "[]")
         raise PipelineError(f"{path}: no {key} entries (missing or empty key)")
+
+
+def _first_line(error: ijson.JSONError) -> str:
+    # yajl's messages span three lines (the text and a caret under it), sometimes as bytes.
+    message = error.args[0] if error.args else ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    return (str(message).strip().splitlines() or [type(error).__name__])[0]
 
 
 def text_field(item: Any, key: str) -> str | None:

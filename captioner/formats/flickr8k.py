@@ -12,7 +12,6 @@ from pathlib import Path
 
 from captioner.errors import PipelineError
 from captioner.formats.base import Entry, Skips, Source, is_empty
-from captioner.image_files import is_image_name
 
 NAME = "flickr8k"
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -55,8 +54,8 @@ def token_lines(path: Path, skips: Skips) -> Iterator[Entry]:
     """Reads `IMAGE#N<TAB>caption` lines, tolerating CRLF, blank lines and malformed lines.
 
     Lines that cannot be used are skipped and counted by reason: invalid UTF-8, no tab or no `#N`,
-    an image name that is not an image file (such as Flickr8k's stray `...jpg.1`), an empty
-    caption, or a caption id seen before (the first one is kept).
+    an empty caption, or a caption id seen before (the first one is kept). An image name that is
+    not an image file (such as Flickr8k's stray `...jpg.1`) is left to `captioner.captions.collect`.
     """
     try:
         handle = open(path, "rb")
@@ -93,8 +92,6 @@ def _parse_line(raw_line: bytes, path: Path, number: int,
     match = _CAPTION_ID.match(caption_id)
     if not tab or not match:
         reason = "malformed_line"
-    elif not is_image_name(match["image"]):
-        reason = "bad_image_id"
     elif is_empty(caption):
         reason = "empty_caption"
     else:
