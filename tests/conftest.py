@@ -1,4 +1,5 @@
-"""Shared fixtures: the sample mirror served over local HTTP, and one project built on it per session."""
+"""Shared fixtures: a drawn Flickr8k-layout collection served over local HTTP, and one project
+built on it per session (the pipeline's end-to-end fixture; it needs nothing outside the repo)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.datasets import Flickr8kArchives, write_flickr8k
 from tests.http_server import ServedDirectory, serve_directory
-from tests.project import FAST_PARAMS, SAMPLE, commit_all, copy_project, dvc
+from tests.project import FAST_PARAMS, commit_all, copy_project, dvc
+
+# One undecodable image in each split: the pipeline must leave them out and finish.
+CORRUPT = ("pic_005.jpg", "pic_042.jpg", "pic_055.jpg")
 
 
 @dataclass
@@ -17,6 +22,7 @@ class BuiltProject:
     """A project copy on which `dvc repro embed` then `dvc repro` ran, committed as the baseline."""
 
     path: Path
+    collection: Flickr8kArchives
     embed_output: str
     repro_output: str
 
@@ -27,21 +33,24 @@ class BuiltProject:
 
 
 @pytest.fixture(scope="session")
-def sample_server() -> ServedDirectory:
-    if not SAMPLE.exists():
-        pytest.skip(f"the sample mirror is not at {SAMPLE}")
-    with serve_directory(SAMPLE) as server:
+def collection(tmp_path_factory) -> Flickr8kArchives:
+    return write_flickr8k(tmp_path_factory.mktemp("collection"), corrupt=CORRUPT)
+
+
+@pytest.fixture(scope="session")
+def collection_server(collection) -> ServedDirectory:
+    with serve_directory(collection.images_zip.parent) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory, sample_server) -> BuiltProject:
+def built_project(tmp_path_factory, collection, collection_server) -> BuiltProject:
     path = copy_project(tmp_path_factory.mktemp("project"), {
         **FAST_PARAMS,
-        "download": {"images_url": sample_server.url_for("Flickr8k_Dataset.zip"),
-                     "text_url": sample_server.url_for("Flickr8k_text.zip")},
+        "download": {"images_url": collection_server.url_for(collection.images_zip.name),
+                     "text_url": collection_server.url_for(collection.text_zip.name)},
     })
     embed_output = dvc("repro", "embed", cwd=path).stdout
-    repro_output = dvc("repro", cwd=path).stdout
-    commit_all(path, "pipeline run on the sample mirror")
-    return BuiltProject(path, embed_output, repro_output)
+    repro = dvc("repro", cwd=path)
+    commit_all(path, "pipeline run on the drawn collection")
+    return BuiltProject(path, collection, embed_output, repro.stdout + repro.stderr)

@@ -1,18 +1,24 @@
-"""dvc.yaml declares, for every stage, exactly the code it runs and the params it reads."""
+"""dvc.yaml declares, for every stage, exactly the code it runs, the params it reads and the data
+files it reads and writes (checked by running each stage with Python's audit hooks)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from captioner import params
+from captioner import params, paths
+from tests.project import run
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+ATOMIC_TEMPORARY = re.compile(r"\.([^/]+)\.tmp-[^/]+(?:/\1)?")
 # Knobs that change how fast a stage runs but not what it writes: declaring them would rerun the
 # stage (and everything after it) for nothing. tests/test_features.py proves the decoded pixels identical.
 SPEED_ONLY = {"extract_features.decode_threads"}
@@ -71,3 +77,52 @@ def test_params_yaml_parses_into_every_section():
     assert set(document) == set(params.SECTIONS)
     for name, section_class in params.SECTIONS.items():
         params.parse(section_class, name, document[name])
+
+
+def declared_paths(stage: dict) -> tuple[set[str], set[str]]:
+    """A stage's data deps (code left out) and every path it declares as an out, metric or plot."""
+    deps = {dep for dep in stage["deps"] if not dep.endswith(".py")}
+    outs = set()
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage.get(kind, []):
+            outs.add(entry if isinstance(entry, str) else next(iter(entry)))
+    return deps, outs
+
+
+def touched_paths(project: Path, stage_name: str, events_file: Path) -> tuple[set[str], set[str]]:
+    """The project files a stage reads and writes when run, as project-relative paths.
+
+    Temporaries of atomic writes (`.NAME.tmp-*/NAME`) count as NAME; code, params.yaml and the
+    scratch folders that outlive a killed run (training checkpoints, partial downloads) are left out.
+    """
+    run([sys.executable, str(ROOT / "tests/audit_stage.py"), f"stages.{stage_name}",
+         str(events_file)], project)
+    reads, writes = set(), set()
+    for kind, path in json.loads(events_file.read_text()):
+        resolved = Path(path)
+        if not resolved.is_relative_to(project):
+            continue
+        relative = ATOMIC_TEMPORARY.sub(r"\1", resolved.relative_to(project).as_posix())
+        if relative.split("/")[0] in ("captioner", "stages", ".dvc", ".git", ".", "params.yaml",
+                                      ".gitignore", ".dvcignore") \
+                or covered(relative, {str(paths.TRAIN_RUN), str(paths.DOWNLOAD_PARTIAL)}):
+            continue
+        (writes if kind == "write" else reads).add(relative)
+    return reads, writes
+
+
+def covered(path: str, declared: set[str]) -> bool:
+    return any(path == entry or path.startswith(entry + "/") for entry in declared)
+
+
+def test_stages_read_and_write_exactly_what_dvc_yaml_declares(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    for name, stage in STAGES.items():
+        deps, outs = declared_paths(stage)
+        reads, writes = touched_paths(project, name, tmp_path / f"{name}.json")
+        # Listing an out's parent folder (to clear a killed run's temporaries) reads no data.
+        parents = {str(parent) for out in outs for parent in Path(out).parents}
+        assert {path for path in reads if not covered(path, deps | outs | parents)} == set(), name
+        assert {path for path in writes if not covered(path, outs)} == set(), name
+        assert {dep for dep in deps if not any(covered(path, {dep}) for path in reads)} == set(), name
+        assert {out for out in outs if not any(covered(path, {out}) for path in writes)} == set(), name

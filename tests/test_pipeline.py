@@ -1,81 +1,129 @@
-"""The whole pipeline under DVC on the 200-image sample mirror, served over local HTTP."""
+"""The whole pipeline under DVC on a drawn Flickr8k-layout collection served over local HTTP, with
+one undecodable image in each split; predict on its model."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
 import numpy as np
 import pytest
 
-from captioner.files import read_json
+from captioner.files import read_json, read_jsonl
+from captioner.scoring import score_captions
+from tests.conftest import CORRUPT
 from tests.project import FAST_PARAMS, dvc, run, stages_run
+
+EPOCHS = FAST_PARAMS["train"]["epochs"]
+PREDICT = [sys.executable, "-m", "captioner", "predict"]
 
 
 @pytest.fixture
 def project(built_project):
-    return built_project.path, built_project.embed_output, built_project.repro_output
+    return built_project.path
 
 
-def test_repro_embed_builds_the_data_stages(project):
-    path, embed_output, _ = project
-    assert stages_run(embed_output) == ["download", "tokenize", "embed"]
-    data = read_json(path / "metrics/data.json")
-    splits = data["splits"]
-    assert splits["train"]["images"] + splits["val"]["images"] == 160
-    assert splits["val"]["images"] == 20
-    assert splits["test"] == {"images": 40, "captions": 200}
-    assert splits["train"]["captions"] == 5 * splits["train"]["images"]
-    vocabulary = read_json(path / "data/captions/vocab.json")
-    matrix = np.load(path / "data/embeddings/matrix.npy")
+def test_repro_embed_builds_the_data_stages(built_project):
+    assert stages_run(built_project.embed_output) == ["download", "tokenize", "embed"]
+    data = read_json(built_project.path / "metrics/data.json")
+    sizes = {name: len(images) for name, images in built_project.collection.splits.items()}
+    assert data["splits"] == {"train": {"images": sizes["train"], "captions": 5 * sizes["train"]},
+                              "val": {"images": sizes["dev"], "captions": 5 * sizes["dev"]},
+                              "test": {"images": sizes["test"], "captions": 5 * sizes["test"]}}
+    vocabulary = read_json(built_project.path / "data/captions/vocab.json")
+    matrix = np.load(built_project.path / "data/embeddings/matrix.npy")
     assert matrix.shape == (len(vocabulary), 32) == (data["vocab_size"], 32)
 
 
-def test_repro_runs_the_rest_and_writes_every_metric(project):
-    path, _, repro_output = project
-    assert stages_run(repro_output) == ["extract_features", "train", "evaluate"]
-    features = np.load(path / "data/features/features.npy")
-    assert features.shape == (200, 1280) and features.dtype == np.float16
+def test_undecodable_images_are_left_out_counted_and_the_pipeline_finishes(built_project):
+    path = built_project.path
+    assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate"]
+    features = read_json(path / "metrics/features.json")
+    assert sorted(bad["file"] for bad in features["bad_images"]) == sorted(CORRUPT)
+    assert np.load(path / "data/features/features.npy").shape == (60 - len(CORRUPT), 1280)
+    summary = read_json(path / "metrics/train/metrics.json")
+    assert summary["images_without_features"] == {"train": 1, "val": 1}
     scores = read_json(path / "metrics/eval.json")
-    for key in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l"):
-        assert 0 <= scores[key] <= (10 if key == "cider" else 1)
-    assert read_json(path / "metrics/speed/evaluate.json")["decode_images_per_s"] > 0
-    speed = read_json(path / "metrics/speed/train.json")
-    assert len(speed["epoch_seconds"]) == FAST_PARAMS["train"]["epochs"]
-    assert not (path / "data/train_run").exists()
-    assert scores["test_images"] == 40
-    epochs = (path / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert len(epochs) == 1 + FAST_PARAMS["train"]["epochs"]
-    assert (path / "models/epochs/epoch_002.keras").is_file()
-    assert len((path / "data/evaluation/captions.jsonl").read_text().splitlines()) == 40
-    assert (path / "data/evaluation/report.html").read_text().count("<figure>") == 4
+    assert (scores["test_images"], scores["test_images_without_features"]) == (9, 1)
+    warnings = [line for line in built_project.repro_output.splitlines()
+                if line.startswith("warning: data/features: no features")]
+    assert len(warnings) == 2
+    assert "1 train, 1 val images" in warnings[0] and "1 test images" in warnings[1]
+
+
+def test_stages_print_no_tensorflow_notices(built_project):
+    for output in (built_project.embed_output, built_project.repro_output):
+        assert "oneDNN" not in output
+        assert "absl::InitializeLog" not in output
+
+
+def test_eval_metrics_are_the_scores_of_the_written_captions(project):
+    rows = read_jsonl(project / "data/evaluation/captions.jsonl")
+    assert len(rows) == 9 and all(row["image"] not in CORRUPT for row in rows)
+    scores = score_captions({row["image"]: row["caption"] for row in rows},
+                            {row["image"]: row["references"] for row in rows})
+    written = read_json(project / "metrics/eval.json")
+    assert {name: round(value, 5) for name, value in scores.items()} == \
+        {name: written[name] for name in scores}
+    assert (project / "data/evaluation/report.html").read_text().count("<figure>") == 4
+
+
+def test_training_logs_every_epoch_numbered_from_one(project):
+    with open(project / "metrics/train/plots/metrics/train/loss.tsv") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle, delimiter="\t")]
+    assert steps == list(range(1, EPOCHS + 1))
+    summary = read_json(project / "metrics/train/metrics.json")
+    assert summary["step"] == EPOCHS and 1 <= summary["best_epoch"] <= EPOCHS
+    assert len(read_json(project / "metrics/speed/train.json")["epoch_seconds"]) == EPOCHS
+    assert sorted(p.name for p in (project / "models/epochs").glob("*.keras")) == \
+        [f"epoch_{n:03d}.keras" for n in range(1, EPOCHS + 1)]
+    assert not (project / "data/train_run").exists()
 
 
 def test_a_second_repro_does_nothing(project):
-    path, _, _ = project
-    output = dvc("repro", cwd=path).stdout
+    output = dvc("repro", cwd=project).stdout
     assert stages_run(output) == []
-    assert "up to date" in dvc("status", cwd=path).stdout
+    assert "up to date" in dvc("status", cwd=project).stdout
 
 
-def test_predict_captions_an_image_and_reports_a_non_image(project):
-    path, _, _ = project
-    predict = [sys.executable, "-m", "captioner", "predict"]
-    image = sorted((path / "data/raw/images").iterdir())[0]
-    [prediction] = json.loads(run([*predict, str(image), "--json"], path).stdout)
-    assert prediction["image"] == str(image)
-    assert prediction["caption"] == prediction["caption"].strip()
+def test_predict_prints_the_caption_evaluate_wrote(project):
+    rows = read_jsonl(project / "data/evaluation/captions.jsonl")[:4]
+    images = [f"data/raw/images/{row['image']}" for row in rows]
+    result = run([*PREDICT, *images], project)
+    assert result.stdout.splitlines() == [f"{image}\t{row['caption']}"
+                                          for image, row in zip(images, rows, strict=True)]
+    assert result.stderr == ""
 
-    not_image = path / "notes.jpg"
+
+def test_predict_flags_override_the_evaluate_params(project):
+    image = f"data/raw/images/{read_jsonl(project / 'data/evaluation/captions.jsonl')[0]['image']}"
+    [short] = json.loads(run([*PREDICT, image, "--json", "--max-length", "1"], project).stdout)
+    assert len(short["caption"].split()) == 1
+
+
+def test_predict_reports_a_non_image_in_one_line_and_captions_the_rest(project):
+    image = sorted((project / "data/raw/images").glob("pic_00*.jpg"))[0]
+    not_image = project / "notes.jpg"
     not_image.write_text("not a picture")
-    mixed = run([*predict, str(image), str(not_image)], path, check=False)
+    mixed = run([*PREDICT, str(image), str(not_image)], project, check=False)
     assert mixed.returncode == 1
     assert mixed.stdout.startswith(f"{image}\t")
-    # TensorFlow prints start-up notices on stderr that no setting silences; ours start "error:".
-    [error] = [line for line in mixed.stderr.splitlines() if line.startswith("error:")]
+    [error] = mixed.stderr.splitlines()
     assert error.startswith(f"error: {not_image}: ")
 
-    missing = run([*predict, str(image), "--model", "nowhere/model.keras"], path, check=False)
+    missing = run([*PREDICT, str(image), "--model", "nowhere/model.keras"], project, check=False)
     assert missing.returncode == 2
-    assert missing.stderr.splitlines()[-1] == \
-        "error: nowhere/model.keras: no such model (run `dvc repro train` first)"
+    assert missing.stderr.splitlines() == [
+        "error: nowhere/model.keras: no such model (run `dvc repro train` first)"]
+
+
+def test_predict_outside_a_project_needs_the_decoding_flags(project, tmp_path):
+    image = sorted((project / "data/raw/images").glob("pic_00*.jpg"))[0]
+    model = str(project / "models/model.keras")
+    refused = run([*PREDICT, str(image), "--model", model], tmp_path, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: params.yaml: not found in this folder")
+    flags = ["--beam-size", "3", "--length-penalty", "0.5", "--max-length", "30"]
+    inside = run([*PREDICT, str(image)], project).stdout
+    assert run([*PREDICT, str(image), "--model", model, *flags], tmp_path).stdout == inside

@@ -1,0 +1,137 @@
+"""The training loop in captioner.training: early stopping on either monitor, the learning-rate
+schedule, and resuming a run (interrupted, stopped early, or finished) from its run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from captioner import params
+from captioner.artifacts import save_model
+from captioner.model import build_captioner
+from captioner.run_state import RunFolder
+from captioner.text import END_ID, PAD_ID, START_ID
+from captioner.training import TrainingData, improves, learning_rate, seed_everything, train
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]
+WORDS = "abcd"
+
+
+def records(count: int, shift: int) -> tuple[list[dict], np.ndarray]:
+    """Image i has feature one-hot(i % 3) and captions of word 4 + (i + shift) % 3."""
+    result, features = [], []
+    for i in range(count):
+        word = 4 + (i + shift) % 3
+        result.append({"image": f"{shift}_{i}.jpg", "captions": [f"{WORDS[word - 4]} {WORDS[word - 4]}"],
+                       "tokens": [[START_ID, word, word, END_ID], [START_ID, word, END_ID]]})
+        features.append(np.eye(3, dtype=np.float32)[i % 3])
+    return result, np.stack(features)
+
+
+def training_data(validation_shift: int) -> TrainingData:
+    """With a validation shift of 0 validation agrees with training; otherwise the model that
+    learns the training captions gets the validation captions wrong, so validation worsens."""
+    train_records, train_features = records(24, shift=0)
+    val_records, val_features = records(6, shift=validation_shift)
+    return TrainingData(train_records, train_features, val_records, val_features, VOCABULARY,
+                        bleu_images=6)
+
+
+def config(**changes) -> params.TrainParams:
+    defaults = params.load(params.TrainParams, ROOT / "params.yaml")
+    return dataclasses.replace(defaults, **{"units": 16, "batch_size": 8, "learning_rate": 0.02,
+                                            "dropout": 0.1, "epochs": 8, "seed": 0, **changes})
+
+
+def new_model(settings: params.TrainParams) -> keras.Model:
+    seed_everything(settings.seed)
+    embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
+    model = build_captioner(embedding, 3, settings.units, settings.rnn, settings.dropout,
+                            settings.train_embedding, settings.image_init_state)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
+    return model
+
+
+def run_training(folder: Path, settings: params.TrainParams, data: TrainingData):
+    """Builds a model, resumes from `folder` when it holds this run, trains; returns the progress,
+    the epochs reported and each reported epoch's learning rate."""
+    run = RunFolder(folder)
+    progress = run.resume_or_clear("fingerprint")
+    model = new_model(settings)
+    if progress.epochs_done:
+        run.load_checkpoint(progress, model)
+    reported, rates = [], []
+
+    def on_epoch(number, logs):
+        reported.append(number)
+        rates.append(float(model.optimizer.learning_rate.numpy()))
+
+    progress = train(model, data, settings, run, progress,
+                     lambda trained, path: save_model(trained, path, VOCABULARY, {}), on_epoch)
+    return progress, reported, rates, model
+
+
+def expected_stop(history: list[dict], monitor: str, patience: int) -> tuple[int, int]:
+    """(epochs run, best epoch) by the rule: stop after `patience` epochs without improvement."""
+    best, best_epoch, waiting = None, 0, 0
+    for number, logs in enumerate(history, start=1):
+        if improves(monitor, logs[monitor], best):
+            best, best_epoch, waiting = logs[monitor], number, 0
+        else:
+            waiting += 1
+            if waiting >= patience:
+                return number, best_epoch
+    return len(history), best_epoch
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_bleu4"])
+def test_patience_stops_at_the_first_epoch_out_of_patience_and_keeps_the_best(tmp_path, monitor):
+    settings = config(monitor=monitor, patience=2, epochs=12)
+    progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
+    assert len(progress.history) < settings.epochs, "validation kept improving: no early stop"
+    assert (len(progress.history), progress.best_epoch) == expected_stop(
+        progress.history, monitor, settings.patience)
+    assert reported == list(range(1, len(progress.history) + 1))
+    best_value = progress.history[progress.best_epoch - 1][monitor]
+    assert progress.best == best_value
+    values = [logs[monitor] for logs in progress.history]
+    assert best_value == (max(values) if monitor == "val_bleu4" else min(values))
+    saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
+    assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
+
+
+def test_learning_rate_decays_once_per_epoch(tmp_path):
+    settings = config(learning_rate_decay=0.5, epochs=3, patience=3)
+    _, reported, rates, _ = run_training(tmp_path / "run", settings, training_data(0))
+    assert reported == [1, 2, 3]
+    np.testing.assert_allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6)
+    assert [learning_rate(settings, epoch) for epoch in range(3)] == pytest.approx(rates)
+
+
+def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
+    settings = config(epochs=4, patience=4)
+    whole, _, _, whole_model = run_training(tmp_path / "whole", settings, training_data(0))
+    run_training(tmp_path / "parts", dataclasses.replace(settings, epochs=2), training_data(0))
+    resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,
+                                                       training_data(0))
+    assert reported == [3, 4]
+    assert resumed.history == [{**logs, "fit_seconds": resumed.history[i]["fit_seconds"]}
+                               for i, logs in enumerate(whole.history)]
+    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("case", ["stopped early", "finished"])
+def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
+    settings = config(patience=1, epochs=12) if case == "stopped early" else config(epochs=2)
+    first, _, _, _ = run_training(tmp_path / "run", settings, training_data(1))
+    assert (len(first.history) < settings.epochs) == (case == "stopped early")
+    again, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
+    assert reported == []
+    assert again == first
