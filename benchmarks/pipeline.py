@@ -1,10 +1,12 @@
 """Benchmark of the whole pipeline: every stage under DVC on a local copy of the archives, its test
 scores and speeds, and the seed's training scheme for comparison.
 
-Clones the project's last commit into a work folder, points download.* at the local archives,
-applies `-S section.key=value` overrides to params.yaml and runs `dvc repro STAGE` one stage at a
-time, measuring its wall and CPU seconds and its peak memory (the largest resident set of any
-process in its tree, from os.wait4; MB are 10**6 bytes). Then it reads the coco-caption scores and
+Clones the project's last commit into a work folder, points download.* at the local archives
+(as ../shared/NAME/..., through a link beside the copy, so that metrics/download.json records the
+same relative paths as a run in this repository would, never this machine's folders), applies
+`-S section.key=value` overrides to params.yaml and runs `dvc repro STAGE` one stage at a time,
+measuring its wall and CPU seconds and its peak memory (the largest resident set of any process in
+its tree, from os.wait4; MB are 10**6 bytes). Then it reads the coco-caption scores and
 the stages' own speed figures (metrics/speed/STAGE.json), and runs the copy's benchmarks/speeds.py
 for what no stage measures: the seed scheme's training speed, the feature CNN's raw forward pass and
 greedy decoding. Prints a table and, as its last line, one JSON object. The training-speed figure is
@@ -72,10 +74,13 @@ def prepare_project(project: Path, archives: Path, overrides: list[tuple[str, st
         print(f"note: {len(changed)} uncommitted changes in {ROOT} are not benchmarked",
               file=sys.stderr)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(project)], check=True)
+    relative = Path("..", "shared", archives.name)
+    (project / relative).parent.mkdir()
+    (project / relative).symlink_to(archives, target_is_directory=True)
     path = project / "params.yaml"
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    document["download"].update(images_url=str(archives / "Flickr8k_Dataset.zip"),
-                                text_url=str(archives / "Flickr8k_text.zip"))
+    document["download"].update(images_url=(relative / "Flickr8k_Dataset.zip").as_posix(),
+                                text_url=(relative / "Flickr8k_text.zip").as_posix())
     for section, key, value in overrides:
         if section not in document:
             raise PipelineError(f"-S {section}.{key}: params.yaml has no section '{section}'")

@@ -13,6 +13,8 @@ PARAMS_FILE = Path("params.yaml")
 RAW = Path("data/raw")
 RAW_IMAGES = RAW / "images"
 RAW_TEXT = RAW / "text"
+# Unfinished remote downloads, kept across runs to resume; not a DVC output, so DVC never deletes it.
+DOWNLOAD_PARTIAL = RAW / ".partial"
 DOWNLOAD_METRICS = Path("metrics/download.json")
 
 CAPTIONS = Path("data/captions")

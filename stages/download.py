@@ -1,25 +1,22 @@
-"""Stage download: fetches the Flickr8k archives into data/raw/images and data/raw/text."""
+"""Stage download: brings the images and captions sources into data/raw/images and data/raw/text."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from captioner import params
 from captioner.download import download_dataset
 from captioner.errors import run_stage
 from captioner.files import write_json
-
-RAW_DIR = Path("data/raw")
-METRICS_FILE = Path("metrics/download.json")
+from captioner.paths import DOWNLOAD_METRICS, DOWNLOAD_PARTIAL, RAW, RAW_IMAGES, RAW_TEXT
 
 
 def main() -> None:
-    """Downloads, verifies and unpacks both archives, then writes the stage metrics."""
+    """Fetches, verifies and unpacks (or copies) both sources, then writes the stage metrics."""
     settings = params.load(params.DownloadParams)
-    metrics = download_dataset(settings, RAW_DIR)
-    write_json(METRICS_FILE, metrics)
+    metrics = download_dataset(settings, images_dir=RAW_IMAGES, text_dir=RAW_TEXT,
+                               partial_dir=DOWNLOAD_PARTIAL)
+    write_json(DOWNLOAD_METRICS, metrics)
     print(f"download: {metrics['images']} images and {len(metrics['text_files'])} text files "
-          f"in {RAW_DIR}")
+          f"in {RAW}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """A loopback HTTP file server for tests: Range requests, and faults on demand.
 
 `serve_directory(root)` serves the files under `root` on 127.0.0.1 (ephemeral port) from a
-background thread, honouring single `Range: bytes=...` requests. Keyword arguments make it
-misbehave: ignore Range, cut the first body short, or answer a fixed error status.
+background thread, honouring single `Range: bytes=...` requests and `If-Range` (a validator that
+no longer matches gets the whole file). Files carry an ETag (from their content) and Last-Modified.
+Keyword arguments make it misbehave: ignore Range, send no validators, cut the first body short, or
+answer a fixed error status.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import email.utils
+import hashlib
 import http.server
 import re
 import threading
@@ -28,6 +32,7 @@ class Request:
     method: str
     path: str
     range: str | None
+    if_range: str | None
     status: int
 
 
@@ -46,6 +51,7 @@ class ServedDirectory:
 @dataclasses.dataclass
 class _Behaviour:
     ignore_range: bool
+    validators: bool
     drop_after_bytes: int | None
     status: int | None
     status_times: int | None
@@ -66,6 +72,12 @@ class _Behaviour:
                 return None
             drop, self.drop_after_bytes = self.drop_after_bytes, None
             return drop
+
+
+def validators(path: Path) -> tuple[str, str]:
+    """A file's strong ETag (from its content) and its Last-Modified date."""
+    etag = '"' + hashlib.sha256(path.read_bytes()).hexdigest()[:16] + '"'
+    return etag, email.utils.formatdate(path.stat().st_mtime, usegmt=True)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -102,7 +114,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         with self.behaviour.lock:
             self.behaviour.requests.append(
-                Request(self.command, self.path, self.headers.get("Range"), int(code))
+                Request(self.command, self.path, self.headers.get("Range"),
+                        self.headers.get("If-Range"), int(code))
             )
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -121,7 +134,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 super().do_HEAD()
             return
         size = path.stat().st_size
+        etag, last_modified = validators(path)
         header = None if self.behaviour.ignore_range else self.headers.get("Range")
+        if self.headers.get("If-Range") not in (None, etag, last_modified):
+            header = None  # the file changed since the client's copy: send it whole
         try:
             byte_range = parse_range(header, size)
         except ValueError:
@@ -135,6 +151,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(last - first + 1))
         self.send_header("Accept-Ranges", "none" if self.behaviour.ignore_range else "bytes")
+        if self.behaviour.validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", last_modified)
         if byte_range:
             self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
         self.end_headers()
@@ -159,6 +178,7 @@ def serve_directory(
     root: Path,
     *,
     ignore_range: bool = False,
+    send_validators: bool = True,
     drop_after_bytes: int | None = None,
     status: int | None = None,
     status_times: int | None = None,
@@ -166,13 +186,14 @@ def serve_directory(
     """Serves `root` over HTTP on 127.0.0.1 for the duration of the block.
 
     ignore_range: answer every GET with the whole file (200), as servers without Range do.
+    send_validators: send ETag and Last-Modified (without them a client cannot resume safely).
     drop_after_bytes: the first body longer than this stops after this many bytes, and the
     connection closes (once; later bodies are whole).
     status: answer requests with this error status instead (the first `status_times` only,
     or all of them when None).
     """
     requests: list[Request] = []
-    behaviour = _Behaviour(ignore_range, drop_after_bytes, status, status_times, requests)
+    behaviour = _Behaviour(ignore_range, send_validators, drop_after_bytes, status, status_times, requests)
 
     def handler(*args: Any) -> _Handler:
         return _Handler(*args, behaviour=behaviour, directory=str(root))

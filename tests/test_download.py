@@ -1,50 +1,36 @@
-"""Tests for the download stage: HTTP and local sources, safe unpacking, the stage script."""
+"""Tests for the download stage: HTTP and local sources, resume across processes, folders and single
+captions files, the stage script, and the user's own files under DVC."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import shutil
 import socket
-import stat
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
-from captioner.download import (
-    Archive,
-    HttpPolicy,
-    download_dataset,
-    extract_flat,
-    fetch,
-    local_path,
-)
+from captioner.download import download_dataset
 from captioner.errors import PipelineError
+from captioner.fetching import HttpPolicy, fetch, local_path
 from captioner.files import read_json
 from captioner.params import DownloadParams
 from tests.http_server import serve_directory
+from tests.project import copy_project, dvc, run, set_params
+from tests.test_unpacking import files_under, make_tar, make_zip
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "flickr8k-sample"
 FAST = HttpPolicy(attempts=3, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)
+ONE_TRY = HttpPolicy(attempts=1, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)
 SETTING = "download.images_url"
 TOKENS = b"1000268201_693b08cb0e.jpg#0\tA child in a pink dress .\n"
-
-
-def make_zip(path: Path, members: dict[str, bytes]) -> Path:
-    """Writes a deflated zip holding `members` (name -> content)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return path
-
-
-def archive_at(path: Path) -> Archive:
-    return Archive(str(path), path, path.stat().st_size, "")
 
 
 def free_port() -> int:
@@ -63,11 +49,21 @@ def payload(tmp_path) -> Path:
     return path
 
 
-def fetch_bytes(url: str, scratch: Path, sha256: str = "") -> bytes:
-    scratch.mkdir(exist_ok=True)
-    with fetch(url, sha256, scratch, setting=SETTING, policy=FAST) as archive:
-        assert archive.path.parent.parent == scratch
-        return archive.path.read_bytes()
+def fetch_bytes(url: str, partial_dir: Path, sha256: str = "") -> bytes:
+    fetched = fetch(url, sha256, partial_dir, setting=SETTING, policy=FAST)
+    assert fetched.path.parent == partial_dir
+    return fetched.path.read_bytes()
+
+
+def settings_for(images: Path | str, text: Path | str, **overrides: object) -> DownloadParams:
+    values = {"images_url": str(images), "text_url": str(text), "images_sha256": "",
+              "text_sha256": "", "max_unpacked_mb": 100, **overrides}
+    return DownloadParams(**values)
+
+
+def download(settings: DownloadParams, raw: Path, policy: HttpPolicy = FAST) -> dict:
+    return download_dataset(settings, images_dir=raw / "images", text_dir=raw / "text",
+                            partial_dir=raw / ".partial", policy=policy)
 
 
 # --- the test server itself ---------------------------------------------------------------
@@ -87,27 +83,46 @@ def test_server_answers_ranges_and_refuses_ranges_past_the_end(payload):
     assert past_end.status_code == 416
 
 
+def test_server_honours_if_range_only_while_the_file_is_unchanged(payload):
+    with serve_directory(payload.parent) as server:
+        url = server.url_for(payload.name)
+        etag = requests.get(url, timeout=5).headers["ETag"]
+        same = requests.get(url, headers={"Range": "bytes=10-", "If-Range": etag}, timeout=5)
+        payload.write_bytes(os.urandom(300_000))
+        changed = requests.get(url, headers={"Range": "bytes=10-", "If-Range": etag}, timeout=5)
+    assert same.status_code == 206
+    assert (changed.status_code, changed.content) == (200, payload.read_bytes())
+
+
 # --- fetching over HTTP --------------------------------------------------------------------
 
 def test_download_resumes_with_range_after_dropped_connection(payload, tmp_path):
     with serve_directory(payload.parent, drop_after_bytes=200_000) as server:
-        data = fetch_bytes(server.url_for(payload.name), tmp_path / "scratch")
+        data = fetch_bytes(server.url_for(payload.name), tmp_path / "partial")
     assert data == payload.read_bytes()
     assert [r.status for r in server.requests] == [200, 206]
     assert re.fullmatch(r"bytes=[1-9]\d*-", server.requests[1].range)
+    assert server.requests[1].if_range is not None
 
 
 def test_download_restarts_cleanly_when_server_ignores_range(payload, tmp_path):
     with serve_directory(payload.parent, ignore_range=True, drop_after_bytes=200_000) as server:
-        data = fetch_bytes(server.url_for(payload.name), tmp_path / "scratch")
+        data = fetch_bytes(server.url_for(payload.name), tmp_path / "partial")
     assert data == payload.read_bytes()
     assert [r.status for r in server.requests] == [200, 200]
     assert server.requests[1].range is not None
 
 
+def test_download_without_validators_restarts_instead_of_resuming(payload, tmp_path):
+    with serve_directory(payload.parent, send_validators=False, drop_after_bytes=200_000) as server:
+        data = fetch_bytes(server.url_for(payload.name), tmp_path / "partial")
+    assert data == payload.read_bytes()
+    assert [(r.status, r.range) for r in server.requests] == [(200, None), (200, None)]
+
+
 def test_download_retries_server_errors_then_succeeds(payload, tmp_path):
     with serve_directory(payload.parent, status=503, status_times=2) as server:
-        data = fetch_bytes(server.url_for(payload.name), tmp_path / "scratch")
+        data = fetch_bytes(server.url_for(payload.name), tmp_path / "partial")
     assert data == payload.read_bytes()
     assert [r.status for r in server.requests] == [503, 503, 200]
 
@@ -116,7 +131,7 @@ def test_download_gives_up_on_persistent_500(payload, tmp_path):
     with serve_directory(payload.parent, status=500) as server:
         url = server.url_for(payload.name)
         with pytest.raises(PipelineError, match="HTTP 500") as caught:
-            fetch_bytes(url, tmp_path / "scratch")
+            fetch_bytes(url, tmp_path / "partial")
     assert url in str(caught.value)
     assert len(server.requests) == FAST.attempts
 
@@ -125,21 +140,21 @@ def test_download_fails_at_once_on_404(payload, tmp_path):
     with serve_directory(payload.parent) as server:
         url = server.url_for("missing.zip")
         with pytest.raises(PipelineError, match="HTTP 404") as caught:
-            fetch_bytes(url, tmp_path / "scratch")
+            fetch_bytes(url, tmp_path / "partial")
     assert url in str(caught.value)
     assert len(server.requests) == 1
 
 
 def test_download_with_wrong_sha256_is_refused_and_removed(payload, tmp_path):
-    scratch = tmp_path / "scratch"
+    partial = tmp_path / "partial"
     actual = hashlib.sha256(payload.read_bytes()).hexdigest()
     with serve_directory(payload.parent) as server:
         url = server.url_for(payload.name)
         with pytest.raises(PipelineError, match="sha256 mismatch") as caught:
-            fetch_bytes(url, scratch, sha256="0" * 64)
+            fetch_bytes(url, partial, sha256="0" * 64)
     assert url in str(caught.value) and "0" * 64 in str(caught.value)
     assert actual in str(caught.value)
-    assert list(scratch.iterdir()) == []
+    assert list(partial.iterdir()) == []
 
 
 def test_download_with_right_sha256_passes(payload, tmp_path):
@@ -152,11 +167,73 @@ def test_download_with_right_sha256_passes(payload, tmp_path):
 def test_unreachable_server_error_tells_how_to_use_a_local_copy(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/Flickr8k_Dataset.zip"
     with pytest.raises(PipelineError) as caught:
-        fetch_bytes(url, tmp_path / "scratch")
+        fetch_bytes(url, tmp_path / "partial")
     message = str(caught.value)
     assert "unreachable" in message and url in message and "\n" not in message
     assert "dvc exp run -S download.images_url=/path/to/Flickr8k_Dataset.zip" in message
     assert "Connection refused" in message
+
+
+# --- resuming in the next process ----------------------------------------------------------
+
+def served_dataset(folder: Path, seed: int) -> dict[str, bytes]:
+    """Writes images.zip (three 400 kB images: over 1 MB) and text.zip into `folder`; the images."""
+    folder.mkdir(exist_ok=True)
+    images = {f"{seed}_{i}.jpg": os.urandom(400_000) for i in range(3)}
+    make_zip(folder / "images.zip", {f"Flicker8k_Dataset/{name}": data for name, data in images.items()})
+    make_zip(folder / "text.zip", {"Flickr8k_text/Flickr8k.token.txt": TOKENS})
+    return images
+
+
+def killed_first_run(server_url: str, served: Path, raw: Path) -> int:
+    """A first run whose image download is cut and not retried, as by a killed process;
+    returns the size of the partial file it leaves."""
+    settings = settings_for(f"{server_url}/images.zip", served / "text.zip")
+    with pytest.raises(PipelineError, match="download failed after 1 attempts"):
+        download(settings, raw, policy=ONE_TRY)
+    partial_files = [p for p in (raw / ".partial").iterdir() if p.name.endswith("images.zip")]
+    assert len(partial_files) == 1
+    assert 0 < partial_files[0].stat().st_size < (served / "images.zip").stat().st_size
+    assert not (raw / "images").exists()
+    return partial_files[0].stat().st_size
+
+
+def test_killed_download_resumes_in_the_next_process(tmp_path):
+    served, raw = tmp_path / "served", tmp_path / "raw"
+    images = served_dataset(served, seed=1)
+    with serve_directory(served, drop_after_bytes=150_000) as server:
+        kept = killed_first_run(server.url, served, raw)
+        metrics = download(settings_for(server.url_for("images.zip"), served / "text.zip"), raw)
+    resumed = server.requests[-1]
+    assert (resumed.status, resumed.range) == (206, f"bytes={kept}-")
+    assert resumed.if_range is not None
+    assert files_under(raw / "images") == images and metrics["images"] == 3
+    assert sorted(p.name for p in raw.iterdir()) == ["images", "text"]
+
+
+def test_remote_file_changed_since_the_killed_run_downloads_whole(tmp_path):
+    served, raw = tmp_path / "served", tmp_path / "raw"
+    served_dataset(served, seed=1)
+    with serve_directory(served, drop_after_bytes=150_000) as server:
+        killed_first_run(server.url, served, raw)
+        new_images = served_dataset(served, seed=2)
+        download(settings_for(server.url_for("images.zip"), served / "text.zip"), raw)
+    restarted = server.requests[-1]
+    assert restarted.status == 200 and restarted.range is not None
+    assert files_under(raw / "images") == new_images
+
+
+def test_whole_partial_file_is_used_without_downloading_again(tmp_path):
+    served, raw = tmp_path / "served", tmp_path / "raw"
+    images = served_dataset(served, seed=1)
+    size = (served / "images.zip").stat().st_size
+    with serve_directory(served) as server:
+        settings = settings_for(server.url_for("images.zip"), served / "text.zip")
+        with pytest.raises(PipelineError, match="download.max_unpacked_mb"):
+            download(settings_for(settings.images_url, settings.text_url, max_unpacked_mb=1), raw)
+        download(settings, raw)
+    assert [(r.status, r.range) for r in server.requests] == [(200, None), (416, f"bytes={size}-")]
+    assert files_under(raw / "images") == images
 
 
 # --- local sources -------------------------------------------------------------------------
@@ -165,130 +242,64 @@ def test_file_url_and_relative_path_are_read_in_place(payload, tmp_path, monkeyp
     monkeypatch.chdir(payload.parent.parent)
     relative = Path(payload.parent.name) / payload.name
     for source in (payload.as_uri(), str(relative)):
-        with fetch(source, "", tmp_path, setting=SETTING) as archive:
-            assert archive.path.resolve() == payload
-            assert archive.sha256 == hashlib.sha256(payload.read_bytes()).hexdigest()
-            assert archive.size_bytes == 300_000
+        fetched = fetch(source, "", tmp_path / "partial", setting=SETTING)
+        assert fetched.path.resolve() == payload
+        assert fetched.sha256 == hashlib.sha256(payload.read_bytes()).hexdigest()
+        assert fetched.size_bytes == 300_000
+    assert not (tmp_path / "partial").exists()
 
 
 def test_local_file_with_wrong_sha256_is_refused_but_kept(payload, tmp_path):
     with pytest.raises(PipelineError, match="sha256 mismatch"):
-        with fetch(str(payload), "f" * 64, tmp_path, setting=SETTING):
-            pass
+        fetch(str(payload), "f" * 64, tmp_path, setting=SETTING)
     assert payload.exists()
 
 
-def test_missing_local_file_and_unknown_scheme_are_named(tmp_path):
+def test_missing_local_file_folder_and_unknown_scheme_are_named(tmp_path):
     with pytest.raises(PipelineError, match="nope.zip: no such file"):
-        with fetch(str(tmp_path / "nope.zip"), "", tmp_path, setting=SETTING):
-            pass
+        fetch(str(tmp_path / "nope.zip"), "", tmp_path, setting=SETTING)
+    with pytest.raises(PipelineError, match="is a folder, download.text_url takes a file"):
+        fetch(str(tmp_path), "", tmp_path, setting="download.text_url")
     with pytest.raises(PipelineError, match="unsupported URL scheme 'ftp'"):
         local_path("ftp://example.com/a.zip")
 
 
-# --- safe extraction -----------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    ("member", "problem"),
-    [("../evil.jpg", "escapes the archive"), ("top/../../evil.jpg", "escapes the archive"),
-     ("/etc/evil.jpg", "absolute path"), ("C:/evil.jpg", "absolute path")],
-)
-def test_unsafe_member_names_are_refused(tmp_path, member, problem):
-    zipped = make_zip(tmp_path / "bad.zip", {"ok.jpg": b"x", member: b"y"})
-    with pytest.raises(PipelineError, match=problem) as caught:
-        extract_flat(archive_at(zipped), tmp_path / "out", (".jpg",), 10**6)
-    assert str(zipped) in str(caught.value) and member in str(caught.value)
-
-
-def test_symlink_member_is_refused(tmp_path):
-    link = zipfile.ZipInfo("images/link.jpg")
-    link.create_system = 3
-    link.external_attr = (stat.S_IFLNK | 0o777) << 16
-    zipped = tmp_path / "link.zip"
-    with zipfile.ZipFile(zipped, "w") as archive:
-        archive.writestr(link, "/etc/passwd")
-    with pytest.raises(PipelineError, match="symbolic link"):
-        extract_flat(archive_at(zipped), tmp_path / "out", (".jpg",), 10**6)
-
-
-def test_zip_bomb_over_the_cap_is_refused_before_writing(tmp_path):
-    zipped = make_zip(tmp_path / "bomb.zip", {"a.jpg": bytes(3 * 1024 * 1024)})
-    assert zipped.stat().st_size < 10_000
-    with pytest.raises(PipelineError, match="zip bomb"):
-        extract_flat(archive_at(zipped), tmp_path / "out", (".jpg",), 1024 * 1024)
-    assert not (tmp_path / "out").exists()
-
-
-def test_member_larger_than_declared_is_refused(tmp_path):
-    zipped = make_zip(tmp_path / "liar.zip", {"a.jpg": bytes(200_000)})
-    content = bytearray(zipped.read_bytes())
-    with zipfile.ZipFile(zipped) as archive:
-        offset = archive.infolist()[0].header_offset
-    for size_field in (offset + 22, content.rindex(b"PK\x01\x02") + 24):
-        content[size_field:size_field + 4] = (1000).to_bytes(4, "little")
-    zipped.write_bytes(bytes(content))
-    with pytest.raises(PipelineError, match="damaged member 'a.jpg'"):
-        extract_flat(archive_at(zipped), tmp_path / "out", (".jpg",), 10**6)
-    assert (tmp_path / "out" / "a.jpg").stat().st_size <= 1000
-
-
-def test_not_a_zip_and_truncated_zip_are_named(tmp_path):
-    html = tmp_path / "page.zip"
-    html.write_text("<html>rate limited</html>")
-    whole = make_zip(tmp_path / "whole.zip", {f"{i}.jpg": os.urandom(2000) for i in range(5)})
-    truncated = tmp_path / "truncated.zip"
-    truncated.write_bytes(whole.read_bytes()[:5000])
-    with pytest.raises(PipelineError, match=r"page\.zip: not a zip archive"):
-        extract_flat(archive_at(html), tmp_path / "out", (".jpg",), 10**6)
-    with pytest.raises(PipelineError, match=r"truncated\.zip: truncated or damaged zip"):
-        extract_flat(archive_at(truncated), tmp_path / "out", (".jpg",), 10**6)
-
-
-def test_nested_folders_are_flattened_and_macosx_skipped(tmp_path):
-    zipped = make_zip(tmp_path / "images.zip", {
-        "Some_Top/": b"", "Some_Top/inner/a.jpg": b"a", "Some_Top/B.JPEG": b"b",
-        "Some_Top/notes.md": b"n", "__MACOSX/Some_Top/._a.jpg": b"junk",
-    })
-    unpacked = extract_flat(archive_at(zipped), tmp_path / "out", (".jpg", ".jpeg"), 10**6)
-    assert unpacked.names == ["B.JPEG", "a.jpg"] and unpacked.unpacked_bytes == 2
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["B.JPEG", "a.jpg"]
-
-
-def test_two_members_with_one_base_name_are_refused(tmp_path):
-    zipped = make_zip(tmp_path / "dup.zip", {"x/a.jpg": b"1", "y/a.jpg": b"2"})
-    with pytest.raises(PipelineError, match="both unpack to 'a.jpg'"):
-        extract_flat(archive_at(zipped), tmp_path / "out", (".jpg",), 10**6)
-
-
 # --- the whole download --------------------------------------------------------------------
 
-def settings_for(images: Path, text: Path, **overrides: object) -> DownloadParams:
-    return DownloadParams(images_url=str(images), text_url=str(text), **overrides)
-
-
-def test_download_dataset_normalises_both_archives(tmp_path):
+def test_download_dataset_brings_both_archives(tmp_path):
     images = make_zip(tmp_path / "img.zip", {"Flicker8k_Dataset/1.jpg": b"1",
                                               "Flicker8k_Dataset/2.jpg": b"22"})
     text = make_zip(tmp_path / "txt.zip", {"Flickr8k_text/Flickr8k.token.txt": TOKENS,
                                             "Flickr8k_text/Flickr_8k.trainImages.txt": b"1.jpg\n"})
     with serve_directory(tmp_path) as server:
-        settings = DownloadParams(images_url=server.url_for("img.zip"), text_url=str(text))
-        metrics = download_dataset(settings, tmp_path / "raw", policy=FAST)
-    assert sorted(p.name for p in (tmp_path / "raw" / "images").iterdir()) == ["1.jpg", "2.jpg"]
+        settings = settings_for(server.url_for("img.zip"), text)
+        metrics = download(settings, tmp_path / "raw")
+    assert files_under(tmp_path / "raw" / "images") == {"1.jpg": b"1", "2.jpg": b"22"}
     assert metrics["text_files"] == ["Flickr8k.token.txt", "Flickr_8k.trainImages.txt"]
     assert (tmp_path / "raw" / "text" / "Flickr8k.token.txt").read_bytes() == TOKENS
-    assert metrics["images"] == 2
+    assert metrics["images"] == 2 and metrics["unpacked_bytes"] == 3 + len(TOKENS) + 6
     assert metrics["archives"]["images"]["sha256"] == hashlib.sha256(
         images.read_bytes()).hexdigest()
     assert metrics["archives"]["text"]["bytes"] == text.stat().st_size
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["images", "text"]
 
 
+def test_metrics_record_each_source_exactly_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("mirror").mkdir()
+    make_zip(Path("mirror/img.zip"), {"a/1.jpg": b"1"})
+    make_zip(Path("mirror/txt.zip"), {"captions.txt": TOKENS})
+    with serve_directory(tmp_path / "mirror") as server:
+        given = {"images": server.url_for("img.zip"), "text": "./mirror/../mirror/txt.zip"}
+        metrics = download(settings_for(given["images"], given["text"]), Path("raw"))
+    assert {kind: origin["source"] for kind, origin in metrics["archives"].items()} == given
+
+
 @pytest.mark.parametrize(
     ("image_members", "text_members", "problem"),
-    [({"d/1.jpg": b"1"}, {"Flickr_8k.trainImages.txt": b"1.jpg\n"},
-      "caption file Flickr8k.token.txt not found"),
-     ({"d/readme.txt": b"no images"}, {"Flickr8k.token.txt": TOKENS}, "no JPEG images")],
+    [({"d/1.jpg": b"1"}, {"d/readme.md": b"no captions"}, "no .txt, .token, .json, .csv files"),
+     ({"d/readme.txt": b"no images"}, {"Flickr8k.token.txt": TOKENS},
+      r"no images \(.jpg, .jpeg, .png\) in the archive")],
 )
 def test_failed_download_keeps_previous_outputs(tmp_path, image_members, text_members, problem):
     raw = tmp_path / "raw"
@@ -298,23 +309,109 @@ def test_failed_download_keeps_previous_outputs(tmp_path, image_members, text_me
     images = make_zip(tmp_path / "img.zip", image_members)
     text = make_zip(tmp_path / "txt.zip", text_members)
     with pytest.raises(PipelineError, match=problem):
-        download_dataset(settings_for(images, text), raw)
+        download(settings_for(images, text), raw)
     assert sorted(p.name for p in raw.iterdir()) == ["images", "text"]
     assert [p.name for p in (raw / "images").iterdir()] == ["old"]
     assert [p.name for p in (raw / "text").iterdir()] == ["old"]
 
 
-def test_unpacked_cap_counts_both_archives(tmp_path):
+def test_unpacked_cap_counts_both_sources(tmp_path):
     images = make_zip(tmp_path / "img.zip", {"1.jpg": bytes(600_000)})
     text = make_zip(tmp_path / "txt.zip", {"Flickr8k.token.txt": bytes(600_000)})
-    with pytest.raises(PipelineError, match=r"img\.zip: declares .*\(zip bomb\?\)"):
-        download_dataset(settings_for(images, text, max_unpacked_mb=1), tmp_path / "raw")
+    with pytest.raises(PipelineError, match=r"img\.zip: declares .*\(archive bomb\?\)"):
+        download(settings_for(images, text, max_unpacked_mb=1), tmp_path / "raw")
 
+
+# --- other kinds of source -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "mode"), [("images.tar", "w"), ("images.tar.gz", "w:gz"),
+                                            ("images.tgz", "w:gz")])
+def test_tar_archives_of_images_over_http(tmp_path, name, mode):
+    make_tar(tmp_path / name, {"coco/train2014/a.jpg": b"a", "coco/val2014/b.png": b"b"}, mode)
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\ntrain2014/a.jpg,a dog\n")
+    with serve_directory(tmp_path) as server:
+        metrics = download(settings_for(server.url_for(name), captions), tmp_path / "raw")
+    assert files_under(tmp_path / "raw" / "images") == {"train2014/a.jpg": b"a",
+                                                         "val2014/b.png": b"b"}
+    assert metrics["images"] == 2
+
+
+def user_folder(root: Path) -> Path:
+    """A COCO-like folder of the user's: nested images, a hidden one, and other files."""
+    for name, content in {"train2014/a.jpg": b"a" * 1000, "val2014/deeper/b.PNG": b"b" * 500,
+                          "val2014/c.jpeg": b"c", "README.txt": b"not an image",
+                          ".thumbnails/t.jpg": b"hidden", "train2014/.d.jpg": b"hidden"}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return root
+
+
+def fingerprint(folder: Path) -> dict[str, tuple]:
+    """Each file's content and each entry's mode, modification time, inode and link count."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None,
+                                               p.stat().st_mode, p.stat().st_mtime_ns,
+                                               p.stat().st_ino, p.stat().st_nlink)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_folder_of_images_is_copied_keeping_nested_paths(tmp_path):
+    folder = user_folder(tmp_path / "coco")
+    before = fingerprint(folder)
+    captions = tmp_path / "dataset_coco.json"
+    captions.write_text('{"images": []}')
+    metrics = download(settings_for(folder, captions), tmp_path / "raw")
+    brought = tmp_path / "raw" / "images"
+    assert files_under(brought) == {"train2014/a.jpg": b"a" * 1000,
+                                    "val2014/c.jpeg": b"c", "val2014/deeper/b.PNG": b"b" * 500}
+    assert all(p.stat().st_nlink == 1 and not p.is_symlink()
+               for p in brought.rglob("*") if p.is_file())
+    assert fingerprint(folder) == before
+    assert metrics["archives"]["images"] == {"source": str(folder), "bytes": 1501}
+    assert metrics["images"] == 3 and metrics["unpacked_bytes"] == 1501 + len('{"images": []}')
+
+
+def test_folder_source_refuses_a_sha256_an_empty_folder_and_the_cap(tmp_path):
+    captions = tmp_path / "captions.txt"
+    captions.write_bytes(TOKENS)
+    folder = user_folder(tmp_path / "coco")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no images")
+    big = tmp_path / "big"
+    (big / "x").mkdir(parents=True)
+    (big / "x" / "huge.jpg").write_bytes(bytes(1024 * 1024 + 1))
+    cases = [(settings_for(folder, captions, images_sha256="a" * 64),
+              "is a folder; download.images_sha256"),
+             (settings_for(empty, captions), r"no images \(.jpg, .jpeg, .png\) in the folder"),
+             (settings_for(big, captions, max_unpacked_mb=1), "holds 1.0 MB of images, over")]
+    for settings, problem in cases:
+        with pytest.raises(PipelineError, match=problem):
+            download(settings, tmp_path / "raw")
+    assert not (tmp_path / "raw" / "images").exists()
+
+
+@pytest.mark.parametrize("name", ["captions.csv", "dataset_coco.json", "captions_train2014.json",
+                                  "results_20130124.token", "Flickr8k.token.txt"])
+def test_single_captions_file_is_copied_under_its_name(tmp_path, name):
+    images = make_zip(tmp_path / "img.zip", {"1.jpg": b"1"})
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / name).write_bytes(TOKENS)
+    with serve_directory(served) as server:
+        for source in (served / name, server.url_for(name)):
+            metrics = download(settings_for(images, source), tmp_path / "raw")
+            assert files_under(tmp_path / "raw" / "text") == {name: TOKENS}
+            assert metrics["text_files"] == [name]
+            assert metrics["archives"]["text"]["sha256"] == hashlib.sha256(TOKENS).hexdigest()
+
+
+# --- the stage -----------------------------------------------------------------------------
 
 def run_stage(workdir: Path, images: str, text: str) -> subprocess.CompletedProcess:
-    (workdir / "params.yaml").write_text(
-        f"download:\n  images_url: {images}\n  text_url: {text}\n", encoding="utf-8"
-    )
+    document = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    document["download"].update(images_url=images, text_url=text)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "stages.download"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -343,3 +440,33 @@ def test_stage_reports_a_bad_source_in_one_line(tmp_path):
     result = run_stage(tmp_path, str(tmp_path / "absent.zip"), str(tmp_path / "absent.zip"))
     assert result.returncode == 1
     assert result.stderr == f"error: {tmp_path / 'absent.zip'}: no such file\n"
+
+
+def test_dvc_never_changes_the_users_folder(tmp_path):
+    """The stage clones a folder's images: with every DVC cache type, reruns, a relinking checkout
+    and garbage collection leave the user's files exactly as they were (per-file symlinks or hard
+    links would not: DVC's hardlink cache takes the user's inode and makes it read-only)."""
+    folder = user_folder(tmp_path / "coco")
+    captions = tmp_path / "captions_train2014.json"
+    captions.write_text('{"annotations": []}')
+    project = copy_project(tmp_path / "project", {"download": {
+        "images_url": str(folder), "text_url": str(captions)}})
+    original = {**fingerprint(folder), "captions": captions.read_bytes()}
+    for megabytes, cache_type in ((100, "hardlink"), (101, "symlink"), (102, "reflink,copy")):
+        dvc("config", "cache.type", cache_type, cwd=project)
+        shutil.rmtree(project / ".dvc/cache", ignore_errors=True)  # so that DVC commits anew
+        set_params(project, {"download": {"max_unpacked_mb": megabytes}})
+        dvc("repro", "download", cwd=project)
+        assert files_under(project / "data/raw/images").keys() == {
+            "train2014/a.jpg", "val2014/c.jpeg", "val2014/deeper/b.PNG"}
+    dvc("checkout", "--relink", "download", cwd=project)
+    dvc("gc", "--workspace", "--force", cwd=project)
+    partial = project / "data/raw/.partial/left-by-a-killed-run"
+    partial.parent.mkdir()
+    partial.write_text("unfinished")
+    set_params(project, {"download": {"images_url": str(tmp_path / "absent")}})
+    failed = run([sys.executable, "-m", "dvc", "repro", "download"], project, check=False)
+    assert failed.returncode != 0 and "absent: no such file" in failed.stderr
+    assert not (project / "data/raw/images").exists()  # DVC removed its outputs, not the partials
+    assert partial.read_text() == "unfinished"
+    assert {**fingerprint(folder), "captions": captions.read_bytes()} == original
