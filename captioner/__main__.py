@@ -30,16 +30,13 @@ def image_paths(arguments: list[str]) -> list[Path]:
 
 
 def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
-    """The feature extractor a model was trained with, refused when the model cannot use it."""
-    name, weights = trained.backbone["backbone"], trained.backbone["weights"]
-    if name not in params.BACKBONES:
-        raise PipelineError(f"{model_info_path(model_path)}: unknown backbone {name!r} "
-                            f"(known: {', '.join(params.BACKBONES)})")
-    extractor = FeatureExtractor(name, weights)
+    """The feature extractor (backbone, weights, batch shape) a model was trained with, refused
+    when the model cannot use its features."""
+    extractor = FeatureExtractor.from_mapping(trained.backbone, str(model_info_path(model_path)))
     expected_dim = trained.model.get_layer("image_projection").input.shape[-1]
     if extractor.dim != expected_dim:
         raise PipelineError(f"{model_path}: expects {expected_dim}-d image features but "
-                            f"{name} gives {extractor.dim}")
+                            f"{extractor.backbone} gives {extractor.dim}")
     return extractor
 
 

@@ -29,11 +29,11 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-def run(command: list[str], cwd: Path, timeout: int = 900,
-        check: bool = True) -> subprocess.CompletedProcess:
+def run(command: list[str], cwd: Path, timeout: int = 900, check: bool = True,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Runs a command in `cwd`; with `check`, fails the test with its output if it fails."""
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(command, cwd=cwd, env={**environment(), **(extra_env or {})},
+                            capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result

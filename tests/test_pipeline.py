@@ -121,9 +121,12 @@ def test_predict_reports_a_non_image_in_one_line_and_captions_the_rest(project):
 def test_predict_outside_a_project_needs_the_decoding_flags(project, tmp_path):
     image = sorted((project / "data/raw/images").glob("pic_00*.jpg"))[0]
     model = str(project / "models/model.keras")
-    refused = run([*PREDICT, str(image), "--model", model], tmp_path, check=False)
+    elsewhere = {"PYTHONPATH": str(project)}  # as for a user who points Python at the project
+    refused = run([*PREDICT, str(image), "--model", model], tmp_path, check=False,
+                  extra_env=elsewhere)
     assert refused.returncode == 2
     assert refused.stderr.startswith("error: params.yaml: not found in this folder")
     flags = ["--beam-size", "3", "--length-penalty", "0.5", "--max-length", "30"]
     inside = run([*PREDICT, str(image)], project).stdout
-    assert run([*PREDICT, str(image), "--model", model, *flags], tmp_path).stdout == inside
+    outside = run([*PREDICT, str(image), "--model", model, *flags], tmp_path, extra_env=elsewhere)
+    assert outside.stdout == inside

@@ -27,7 +27,7 @@ def saved_model(folder: Path, feature_dim: int = LITE0_DIM,
                             train_embedding=False)
     path = folder / "model.keras"
     save_model(model, path, VOCABULARY, {"backbone": backbone, "weights": "imagenet",
-                                         "dim": feature_dim})
+                                         "dim": LITE0_DIM, "batch_size": 4})
     return path
 
 
