@@ -3,8 +3,8 @@
 `serve_directory(root)` serves the files under `root` on 127.0.0.1 (ephemeral port) from a
 background thread, honouring single `Range: bytes=...` requests and `If-Range` (a validator that
 no longer matches gets the whole file). Files carry an ETag (from their content) and Last-Modified.
-Keyword arguments make it misbehave: ignore Range, send no validators, cut the first body short, or
-answer a fixed error status.
+Keyword arguments make it misbehave: ignore Range, send no validators, cut the first body short (or
+hang there), or answer a fixed error status.
 """
 
 from __future__ import annotations
@@ -53,10 +53,12 @@ class _Behaviour:
     ignore_range: bool
     validators: bool
     drop_after_bytes: int | None
+    hang_at_drop: bool
     status: int | None
     status_times: int | None
     requests: list[Request]
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def take_status(self) -> int | None:
         with self.lock:
@@ -171,6 +173,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 chunk = handle.read(min(COPY_CHUNK, length))
                 self.wfile.write(chunk)
                 length -= len(chunk)
+        if drop is not None and self.behaviour.hang_at_drop:
+            self.wfile.flush()
+            self.behaviour.stopping.wait()
 
 
 @contextlib.contextmanager
@@ -180,6 +185,7 @@ def serve_directory(
     ignore_range: bool = False,
     send_validators: bool = True,
     drop_after_bytes: int | None = None,
+    hang_at_drop: bool = False,
     status: int | None = None,
     status_times: int | None = None,
 ) -> Iterator[ServedDirectory]:
@@ -189,11 +195,14 @@ def serve_directory(
     send_validators: send ETag and Last-Modified (without them a client cannot resume safely).
     drop_after_bytes: the first body longer than this stops after this many bytes, and the
     connection closes (once; later bodies are whole).
+    hang_at_drop: at that point send nothing more but keep the connection open until the server
+    stops, as a stalled transfer does.
     status: answer requests with this error status instead (the first `status_times` only,
     or all of them when None).
     """
     requests: list[Request] = []
-    behaviour = _Behaviour(ignore_range, send_validators, drop_after_bytes, status, status_times, requests)
+    behaviour = _Behaviour(ignore_range, send_validators, drop_after_bytes, hang_at_drop, status,
+                           status_times, requests)
 
     def handler(*args: Any) -> _Handler:
         return _Handler(*args, behaviour=behaviour, directory=str(root))
@@ -205,6 +214,7 @@ def serve_directory(
         host, port = server.server_address[:2]
         yield ServedDirectory(f"http://{host}:{port}", requests)
     finally:
+        behaviour.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

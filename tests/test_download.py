@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -408,13 +409,53 @@ def test_single_captions_file_is_copied_under_its_name(tmp_path, name):
 
 # --- the stage -----------------------------------------------------------------------------
 
-def run_stage(workdir: Path, images: str, text: str) -> subprocess.CompletedProcess:
+STAGE = [sys.executable, "-m", "stages.download"]
+STAGE_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def write_params(workdir: Path, images: str, text: str) -> None:
     document = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     document["download"].update(images_url=images, text_url=text)
     (workdir / "params.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "stages.download"], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=120)
+
+
+def run_stage(workdir: Path, images: str, text: str) -> subprocess.CompletedProcess:
+    write_params(workdir, images, text)
+    return subprocess.run(STAGE, cwd=workdir, env=STAGE_ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+def size_once_still(path_pattern: str, folder: Path, timeout_s: float = 60) -> Path:
+    """The file matching `path_pattern` in `folder`, once it is not empty and stops growing."""
+    deadline, last_size = time.monotonic() + timeout_s, -1
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob(path_pattern)) if folder.is_dir() else []
+        size = found[0].stat().st_size if found else 0
+        if size and size == last_size:
+            return found[0]
+        last_size = size
+        time.sleep(0.3)
+    raise AssertionError(f"no growing {path_pattern} in {folder} within {timeout_s} s")
+
+
+def test_stage_killed_mid_download_resumes_in_the_next_run(tmp_path):
+    served, project = tmp_path / "served", tmp_path / "project"
+    images = served_dataset(served, seed=1)
+    project.mkdir()
+    with serve_directory(served, drop_after_bytes=500_000, hang_at_drop=True) as server:
+        write_params(project, server.url_for("images.zip"), server.url_for("text.zip"))
+        with subprocess.Popen(STAGE, cwd=project, env=STAGE_ENV, stderr=subprocess.DEVNULL) as first:
+            partial = size_once_still("*-images.zip", project / "data/raw/.partial")
+            first.kill()
+        kept = partial.stat().st_size
+        second = subprocess.run(STAGE, cwd=project, env=STAGE_ENV, capture_output=True, text=True,
+                                timeout=120)
+    assert second.returncode == 0, second.stderr
+    text_again, images_again = server.requests[-2:]
+    assert (text_again.status, images_again.status) == (416, 206)  # text whole, images resumed
+    assert images_again.range == f"bytes={kept}-" and 0 < kept < 500_000
+    assert files_under(project / "data/raw/images") == images
+    assert not (project / "data/raw/.partial").exists()
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample archives not found at {SAMPLE}")
