@@ -39,15 +39,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from captioner import params  # noqa: E402
+from captioner import params, paths  # noqa: E402
 from captioner.errors import PipelineError, run_stage  # noqa: E402
 from captioner.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
 STAGES = ("download", "tokenize", "embed", "extract_features", "train", "evaluate")
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l")
-SPEED_DIR = Path("metrics/speed")
-CAPTIONS = Path("data/captions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +113,7 @@ def repro_stage(project: Path, stage: str, log: Path) -> StageRun:
 
 def stage_speed(project: Path, stage: str, key: str) -> float:
     """A timing figure the stage wrote into metrics/speed/STAGE.json."""
-    path = project / SPEED_DIR / f"{stage}.json"
+    path = project / paths.EVAL_SPEED.parent / f"{stage}.json"
     figures = read_json(path) if path.is_file() else {}
     if key not in figures:
         raise PipelineError(f"{path}: no {key} (the stage should have written it)")
@@ -148,7 +146,7 @@ def measure(project: Path, logs: Path, seed_seconds: float) -> dict[str, Any]:
         print(f"running stage {stage}", file=sys.stderr, flush=True)
         stages[stage] = dataclasses.asdict(repro_stage(project, stage, logs / f"{stage}.log"))
     evaluation = read_json(project / "metrics/eval.json")
-    test = read_jsonl(project / CAPTIONS / "test.jsonl")
+    test = read_jsonl(project / paths.split_file("test"))
     print("timing the seed scheme, the raw forward pass and greedy decoding", file=sys.stderr,
           flush=True)
     return {

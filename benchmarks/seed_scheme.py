@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from captioner import params  # noqa: E402
-from captioner.artifacts import CAPTIONS, EMBEDDINGS, FEATURES, load_features, load_split  # noqa: E402
 from captioner.files import read_npy  # noqa: E402
+from captioner.paths import CAPTIONS, EMBEDDINGS, FEATURES  # noqa: E402
+from captioner.splits import load_features, load_split  # noqa: E402
 from captioner.text import PAD_ID  # noqa: E402
 
 IMAGES_PER_BATCH = 5
@@ -84,8 +85,8 @@ def seed_scheme_tokens_per_s(project: Path, seconds: float) -> float:
     timed for `seconds` after the warm-up batches, with `project`'s train params."""
     config = params.load(params.TrainParams, project / "params.yaml")
     keras.utils.set_random_seed(config.seed)
-    train = load_split("train", project / CAPTIONS)
-    features = load_features(project / FEATURES).of([record["image"] for record in train])
+    split = load_split("train", load_features(project / FEATURES), project / CAPTIONS)
+    train, features = split.records, split.features
     embedding_matrix = read_npy(project / EMBEDDINGS)
     max_length = max(len(ids) for record in train for ids in record["tokens"])
 

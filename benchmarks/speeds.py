@@ -2,8 +2,9 @@
 seed's training scheme (benchmarks/seed_scheme.py), the feature CNN's raw forward pass on
 in-memory pixels (benchmarks/features.py) and greedy decoding of the test images.
 
-Decoding is timed as the evaluate stage times its beam search: from the first call, tracing
-included, over all test images with the evaluate params' batch size and maximum length. Prints
+Decoding is timed as the evaluate stage times its beam search: after a first short call that
+traces the graph functions, over all test images with the evaluate params' batch size and maximum
+length. Prints
 one line per figure and, as its last line, the figures as one JSON object.
 
     python benchmarks/speeds.py --project DIR [--seed-seconds 60]
@@ -23,29 +24,31 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.features import forward_throughput  # noqa: E402
 from benchmarks.seed_scheme import seed_scheme_tokens_per_s  # noqa: E402
 from captioner import params  # noqa: E402
-from captioner.artifacts import CAPTIONS, FEATURES, MODELS, load_features, load_model, load_split  # noqa: E402
+from captioner.artifacts import load_model  # noqa: E402
 from captioner.decoding import Decoder  # noqa: E402
 from captioner.errors import run_stage  # noqa: E402
-
-IMAGES = Path("data/raw/images")
+from captioner.image_files import list_images  # noqa: E402
+from captioner.paths import BEST_MODEL, CAPTIONS, FEATURES, RAW_IMAGES  # noqa: E402
+from captioner.splits import load_features, load_split  # noqa: E402
 
 
 def greedy_decode_images_per_s(project: Path) -> float:
     """Test images captioned per second by the trained model with beam size 1."""
     config = params.load(params.EvaluateParams, project / "params.yaml")
-    trained = load_model(project / MODELS / "model.keras")
-    images = [record["image"] for record in load_split("test", project / CAPTIONS)]
-    features = load_features(project / FEATURES).of(images)
+    trained = load_model(project / BEST_MODEL)
+    test = load_split("test", load_features(project / FEATURES), project / CAPTIONS)
     decoder = Decoder.from_model(trained.model)
+    decoder.caption_ids(test.features[:config.batch_size], 1, max_length=2)
     started = time.perf_counter()
-    decoder.caption_ids(features, 1, config.max_length, config.length_penalty, config.batch_size)
-    return len(images) / (time.perf_counter() - started)
+    decoder.caption_ids(test.features, 1, config.max_length, config.length_penalty,
+                        config.batch_size)
+    return len(test.records) / (time.perf_counter() - started)
 
 
 def raw_forward_images_per_s(project: Path) -> float:
     """Images per second of the feature CNN alone, as the project's params configure it."""
     settings = params.load(params.ExtractFeaturesParams, project / "params.yaml")
-    images_per_s, _ = forward_throughput(settings, sorted((project / IMAGES).iterdir()))
+    images_per_s, _ = forward_throughput(settings, list_images(project / RAW_IMAGES))
     return images_per_s
 
 

@@ -26,8 +26,10 @@ def train_fasttext(
 ) -> fasttext.FastText._FastText:
     """Trains a skipgram fastText model on the sentences.
 
-    One thread makes the result repeatable: fastText's Python API has no seed argument and uses a
-    fixed internal seed, so only the thread count can break determinism.
+    fastText's Python API has no seed argument and uses a fixed internal seed. The result is
+    repeatable only with one thread and one model per process: its vectorised sums also round
+    differently with the memory alignment of its buffers, so a second model trained in the same
+    process can differ in the last bits (the embed stage trains one, in its own process).
     """
     with tempfile.TemporaryDirectory() as folder:
         corpus = Path(folder) / "corpus.txt"
