@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -50,14 +49,14 @@ class ImageIndex:
         self.ids = set(image_ids)
         self.by_file_name: dict[str, list[str]] = {}
         for image in self.ids:
-            self.by_file_name.setdefault(PurePosixPath(image).name, []).append(image)
+            self.by_file_name.setdefault(image.rpartition("/")[2], []).append(image)
 
     def find(self, name: str) -> list[str]:
         """The ids `name` matches: exactly, or as the end of a path after a '/'."""
         if name in self.ids:
             return [name]
         name = name.replace("\\", "/").removeprefix("./")
-        candidates = self.by_file_name.get(PurePosixPath(name).name, [])
+        candidates = self.by_file_name.get(name.rpartition("/")[2], [])
         return sorted(image for image in candidates if image == name or image.endswith(f"/{name}"))
 
 

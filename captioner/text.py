@@ -11,11 +11,17 @@ SPECIAL_TOKENS = (PAD, UNK, START, END)
 PAD_ID, UNK_ID, START_ID, END_ID = range(4)
 
 _NOT_A_LETTER = re.compile(r"[^a-z]+")
+_A_LETTER = re.compile(r"[a-z]")
 
 
 def clean(caption: str) -> list[str]:
     """Lowercases and keeps only letters: punctuation and digits become spaces, one-letter words stay."""
     return _NOT_A_LETTER.sub(" ", caption.lower()).split()
+
+
+def has_words(caption: str) -> bool:
+    """Whether `clean(caption)` keeps any word (a cheaper test than cleaning)."""
+    return _A_LETTER.search(caption.lower()) is not None
 
 
 def build_vocabulary(captions: Iterable[list[str]], min_count: int) -> list[str]:

@@ -11,7 +11,17 @@ from captioner.errors import PipelineError
 from captioner.files import read_json, read_jsonl
 from captioner.formats.base import Skips
 from captioner.formats.flickr8k import list_entries, token_lines
-from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID, build_vocabulary, clean, decode, encode
+from captioner.text import (
+    END_ID,
+    PAD_ID,
+    START_ID,
+    UNK_ID,
+    build_vocabulary,
+    clean,
+    decode,
+    encode,
+    has_words,
+)
 from stages import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +76,11 @@ def test_missing_token_file_is_named(tmp_path):
 def test_clean_keeps_one_letter_words_and_drops_punctuation_and_digits():
     assert clean("A girl, 3 dogs & a tri-colored ball!") == [
         "a", "girl", "dogs", "a", "tri", "colored", "ball"]
+
+
+@pytest.mark.parametrize("caption", ["A dog.", " ?! ", "", "3 4", "éà", "\u212a", "x"])
+def test_has_words_agrees_with_clean(caption):
+    assert has_words(caption) == bool(clean(caption))
 
 
 def test_vocabulary_uses_counts_and_reserves_special_ids():

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import ijson
 
 from captioner.errors import PipelineError
-from captioner.text import clean
 
 SPLITS = ("train", "val", "test")
 
@@ -72,11 +71,6 @@ class Skips:
             first = f"line {place}" if isinstance(place, int) else place
             print(f"warning: {file}: skipped {count} entries ({reason}), the first at {first}",
                   file=sys.stderr)
-
-
-def is_empty(caption: str) -> bool:
-    """Whether a caption has no words once cleaned (see `captioner.text.clean`)."""
-    return not clean(caption)
 
 
 def split_named(value: str, file: Path, place: int | str, aliases: dict[str, str]) -> str:

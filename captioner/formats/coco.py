@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, id_field, is_empty, json_items, text_field
+from captioner.formats.base import Entry, Skips, Source, id_field, json_items, text_field
+from captioner.text import has_words
 
 NAME = "coco"
 PATTERN = "captions_*.json"
@@ -56,7 +57,7 @@ def _entries(path: Path, split: str, skips: Skips) -> Iterator[Entry]:
             skips.skip("missing_key", path, f"{place}.{'image_id' if image_id is None else 'caption'}")
         elif image_id not in file_names:
             skips.skip("unknown_image_id", path, f"{place}.image_id")
-        elif is_empty(caption):
+        elif not has_words(caption):
             skips.skip("empty_caption", path, f"{place}.caption")
         else:
             yield Entry(file_names[image_id], caption.strip(), split, path, place)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, is_empty, split_named, where
+from captioner.formats.base import Entry, Skips, Source, split_named, where
+from captioner.text import has_words
 
 NAME = "csv"
 PATTERN = "captions.csv"
@@ -80,7 +81,7 @@ def _problem(image: str, caption: str, split: str) -> str | None:
         return "invalid_utf8"
     if not image:
         return "missing_image"
-    if is_empty(caption):
+    if not has_words(caption):
         return "empty_caption"
     return None
 

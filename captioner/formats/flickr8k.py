@@ -11,7 +11,8 @@ from itertools import chain
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, is_empty
+from captioner.formats.base import Entry, Skips, Source
+from captioner.text import has_words
 
 NAME = "flickr8k"
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -92,7 +93,7 @@ def _parse_line(raw_line: bytes, path: Path, number: int,
     match = _CAPTION_ID.match(caption_id)
     if not tab or not match:
         reason = "malformed_line"
-    elif is_empty(caption):
+    elif not has_words(caption):
         reason = "empty_caption"
     else:
         return caption_id, match["image"], caption

@@ -13,12 +13,12 @@ from captioner.formats.base import (
     Entry,
     Skips,
     Source,
-    is_empty,
     json_items,
     only_file,
     split_named,
     text_field,
 )
+from captioner.text import has_words
 
 NAME = "karpathy"
 PATTERN = "dataset_*.json"
@@ -54,7 +54,7 @@ def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
         for number, sentence in enumerate(sentences):
             caption_place = f"{place}.sentences[{number}].raw"
             caption = text_field(sentence, "raw")
-            if caption is None or is_empty(caption):
+            if caption is None or not has_words(caption):
                 skips.skip("missing_key" if caption is None else "empty_caption", path, caption_place)
             else:
                 yield Entry(name, caption.strip(), split, path, caption_place)
