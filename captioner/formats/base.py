@@ -33,15 +33,14 @@ class Entry(NamedTuple):
 
 @dataclass
 class Source:
-    """A format's entries, lazily read, and the files they come from.
+    """A format's entries, read lazily.
 
     With `only_listed`, the entries giving splits come first and images they do not name are left
-    out (Flickr8k's split lists); otherwise images without a split form the pool that train,
-    and any split the files do not give, are taken from.
+    out (Flickr8k's split lists); otherwise images without a split join train, from which any split
+    the files do not give is carved.
     """
 
     entries: Iterator[Entry]
-    files: list[Path]
     only_listed: bool = False
 
 

@@ -26,7 +26,7 @@ def read(text_dir: Path, skips: Skips) -> Source:
     """Every annotation file's captions, with the split its file name gives."""
     files = find_files(text_dir)
     splits = {path: split_of_file(path) for path in files}
-    return Source((entry for path in files for entry in _entries(path, splits[path], skips)), files)
+    return Source(entry for path in files for entry in _entries(path, splits[path], skips))
 
 
 def split_of_file(path: Path) -> str:

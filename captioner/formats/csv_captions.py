@@ -29,7 +29,7 @@ def find_files(text_dir: Path) -> list[Path]:
 def read(text_dir: Path, skips: Skips) -> Source:
     """The rows' captions, with their split when the file has a split column."""
     path = text_dir / PATTERN
-    return Source(_entries(path, skips), [path])
+    return Source(_entries(path, skips))
 
 
 def _entries(path: Path, skips: Skips) -> Iterator[Entry]:

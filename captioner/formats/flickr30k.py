@@ -20,4 +20,4 @@ def find_files(text_dir: Path) -> list[Path]:
 def read(text_dir: Path, skips: Skips) -> Source:
     """The token file's captions, without splits."""
     token_file = only_file(find_files(text_dir), text_dir, PATTERN)
-    return Source(token_lines(token_file, skips), [token_file])
+    return Source(token_lines(token_file, skips))

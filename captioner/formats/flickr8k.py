@@ -34,11 +34,8 @@ def find_files(text_dir: Path) -> list[Path]:
 
 def read(text_dir: Path, skips: Skips) -> Source:
     """The split lists' entries first, then the token file's captions."""
-    lists = {_SPLIT_OF_LIST[key]: text_dir / name for key, name in SPLIT_FILES.items()}
-    listed = [list_entries(path, split) for split, path in lists.items()]
-    token_file = text_dir / TOKEN_FILE
-    return Source(chain(*listed, token_lines(token_file, skips)), [token_file, *lists.values()],
-                  only_listed=True)
+    listed = [list_entries(text_dir / name, _SPLIT_OF_LIST[key]) for key, name in SPLIT_FILES.items()]
+    return Source(chain(*listed, token_lines(text_dir / TOKEN_FILE, skips)), only_listed=True)
 
 
 def list_entries(path: Path, split: str) -> list[Entry]:

@@ -33,7 +33,7 @@ def find_files(text_dir: Path) -> list[Path]:
 def read(text_dir: Path, skips: Skips) -> Source:
     """The split file's captions, each with its image's split."""
     path = only_file(find_files(text_dir), text_dir, PATTERN)
-    return Source(_entries(path, skips), [path])
+    return Source(_entries(path, skips))
 
 
 def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
