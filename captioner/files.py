@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def write_json(path: Path | str, data: Any) -> None:
         temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_jsonl(path: Path | str, records: list[dict[str, Any]]) -> None:
+def write_jsonl(path: Path | str, records: Iterable[dict[str, Any]]) -> None:
     """Writes one JSON object per line, atomically."""
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:

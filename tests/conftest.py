@@ -13,8 +13,21 @@ from tests.datasets import Flickr8kArchives, write_flickr8k
 from tests.http_server import ServedDirectory, serve_directory
 from tests.project import FAST_PARAMS, commit_all, copy_project, dvc
 
+# Opt-in markers: their tests run only when `-m` names them.
+OPT_IN = ("long", "full_data")
 # One undecodable image in each split: the pipeline must leave them out and finish.
 CORRUPT = ("pic_005.jpg", "pic_042.jpg", "pic_055.jpg")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks every test on the built project `slow`, and skips opt-in tests unless asked for."""
+    chosen = config.getoption("markexpr") or ""
+    for item in items:
+        if "built_project" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+        for marker in OPT_IN:
+            if marker in item.keywords and marker not in chosen:
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: run with -m {marker}"))
 
 
 @dataclass

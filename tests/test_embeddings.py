@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from captioner.embeddings import matrix_from_model, matrix_from_vec, train_fasttext
+from captioner.embeddings import matrix_from_vec
 from captioner.errors import PipelineError
 from tests.project import ROOT
 
@@ -17,28 +17,28 @@ VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "runs"]
 
 
 SENTENCES = [["a", "dog", "runs"], ["a", "cat", "sleeps"], ["the", "dog", "sleeps"]] * 20
-# Trains in a fresh interpreter, as the embed stage does, and prints the matrix's bytes in hex.
+# Trains in a fresh interpreter, as the embed stage does, and prints the coverage and the
+# matrix's bytes in hex. fastText's vectorised sums round differently with the memory alignment of
+# its buffers, which is the same from one fresh process to the next but not within a process that
+# has done other work (a long test session can even see it diverge), so training runs only there.
 TRAIN_IN_FRESH_PROCESS = f"""
 from captioner.embeddings import matrix_from_model, train_fasttext
-matrix, _ = matrix_from_model(train_fasttext({SENTENCES!r}, 8, 2, 2, 3), {VOCABULARY!r}, seed=0)
-print(matrix.tobytes().hex())
+matrix, coverage = matrix_from_model(train_fasttext({SENTENCES!r}, 8, 2, 2, 3), {VOCABULARY!r},
+                                     seed=0)
+print(coverage, matrix.tobytes().hex())
 """
 
 
 def test_trained_fasttext_matrix_is_repeatable_with_zero_padding():
-    first, coverage = matrix_from_model(train_fasttext(SENTENCES, 8, 2, 2, 3), VOCABULARY, seed=0)
-    assert first.shape == (len(VOCABULARY), 8) and first.dtype == np.float32
-    # fastText's vectorised sums round differently with the memory alignment of its buffers,
-    # which is the same from one fresh process to the next but not for a second model trained in
-    # the same process: so repeatability is checked the way the pipeline runs, one process a run.
     runs = [subprocess.run([sys.executable, "-c", TRAIN_IN_FRESH_PROCESS], capture_output=True,
                            text=True, check=True, cwd=ROOT).stdout for _ in range(2)]
     assert runs[0] == runs[1]
-    np.testing.assert_allclose(np.frombuffer(bytes.fromhex(runs[0]), np.float32).reshape(first.shape),
-                               first, rtol=1e-4, atol=1e-6)
-    assert not first[0].any()
-    assert all(first[i].any() for i in range(1, len(VOCABULARY)))
-    assert coverage == 1.0
+    coverage, matrix_hex = runs[0].split()
+    matrix = np.frombuffer(bytes.fromhex(matrix_hex), np.float32).reshape(len(VOCABULARY), 8)
+    assert np.isfinite(matrix).all()
+    assert not matrix[0].any()
+    assert all(matrix[i].any() for i in range(1, len(VOCABULARY)))
+    assert float(coverage) == 1.0
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -9,7 +9,7 @@ fractions of the measured run time and again before each rename, until one compl
 After every kill, each output the stage declares in dvc.yaml (outs and metrics) must be absent or
 identical to one of the complete versions, and nothing visible may be left beside it; the final
 complete run must leave no hidden leftovers either. The extract_features and evaluate tests start
-TensorFlow a dozen times (one to two minutes each on two cores), so they are marked slow; the
+TensorFlow a dozen times (one to two minutes each on two cores), so they are marked long; the
 train stage has its own resume tests.
 """
 
@@ -35,8 +35,9 @@ from PIL import Image
 
 from captioner.artifacts import save_model
 from captioner.files import write_json, write_jsonl, write_npy
+from captioner.formats.flickr8k import SPLIT_FILES, TOKEN_FILE
 from captioner.model import build_captioner
-from captioner.text import SPECIAL_TOKENS, SPLIT_FILES, TOKEN_FILE
+from captioner.text import SPECIAL_TOKENS
 from tests.http_server import serve_directory
 from tests.project import ROOT, environment, set_params
 
@@ -241,6 +242,7 @@ def write_raw_text(project: Path, images: list[str]) -> None:
 
 # --- one test per stage --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_download_survives_sigkill(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
@@ -261,6 +263,7 @@ def test_download_survives_sigkill(tmp_path):
                  lambda project: set_params(project, urls("b")))
 
 
+@pytest.mark.slow
 def test_tokenize_survives_sigkill(tmp_path):
     project = project_with(tmp_path, {"tokenize": {"min_count": 1, "val_images": 4}})
     images = image_names(24)
@@ -270,6 +273,7 @@ def test_tokenize_survives_sigkill(tmp_path):
              lambda project: set_params(project, {"tokenize": {"seed": 7}}))
 
 
+@pytest.mark.slow
 def test_embed_survives_sigkill(tmp_path):
     project = project_with(tmp_path, {"embed": {"dim": 8, "epoch": 2}})
     captions = caption_texts(image_names(20), seed=0)
@@ -280,7 +284,7 @@ def test_embed_survives_sigkill(tmp_path):
     exercise(project, "embed", lambda project: set_params(project, {"embed": {"dim": 12}}))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_extract_features_survives_sigkill(tmp_path):
     # Its output-changing params (backbone, weights) have no offline, deterministic alternative to
     # the default, so the rerun gets more images instead.
@@ -290,7 +294,7 @@ def test_extract_features_survives_sigkill(tmp_path):
              lambda project: write_images(project / "data/raw/images", image_names(4, 16), 1))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_evaluate_survives_sigkill(tmp_path):
     project = project_with(tmp_path, {"evaluate": {"beam_size": 2, "max_length": 6,
                                                    "batch_size": 4, "report_images": 2}})

@@ -1,4 +1,7 @@
-"""A tiny training run learns, and the saved model reloads with the same predictions."""
+"""A tiny training run learns, and the saved model reloads with the same predictions.
+
+Repeatability is tested by tests/test_training_loop.py: a resumed run ends with the same weights
+as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -50,12 +53,6 @@ def test_loss_decreases_and_the_model_learns_the_captions(tmp_path):
     np.testing.assert_allclose(reloaded.model.predict(inputs, verbose=0),
                                model.predict(inputs, verbose=0), rtol=1e-6)
     assert Decoder.from_model(reloaded.model).caption_ids(features[:3], 2, 6) == captions
-
-
-def test_training_is_reproducible():
-    _, first, _ = train_tiny(epochs=2)
-    _, second, _ = train_tiny(epochs=2)
-    assert first == second
 
 
 def test_mixed_bfloat16_training_learns_and_keeps_float32_probabilities():
