@@ -76,7 +76,7 @@ def test_a_changed_run_does_not_resume_from_another_runs_checkpoint(built_projec
     assert "train: epoch 1:" in rerun
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_two_clean_runs_give_identical_outputs(built_project, tmp_path):
     """A fresh copy with an empty DVC cache, run from the same mirror, matches the session's run."""
     served = yaml.safe_load((built_project.path / "params.yaml").read_text())["download"]
