@@ -7,6 +7,7 @@ collide.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -25,7 +26,9 @@ def image_id(path: Path, root: Path) -> str:
 
 def list_images(root: Path) -> list[Path]:
     """The image files under `root`, in nested folders too (hidden folders skipped), sorted by id."""
-    found = [path for path in root.rglob("*")
-             if path.is_file() and is_image_name(path.name)
-             and not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found.extend(Path(folder, name) for name in files
+                     if is_image_name(name) and os.path.isfile(os.path.join(folder, name)))
     return sorted(found, key=lambda path: image_id(path, root))
