@@ -15,11 +15,11 @@ import yaml
 from PIL import Image
 
 from captioner.errors import PipelineError
-from captioner.features import BadImage, FeatureExtractor, image_batches, load_pixels
+from captioner.features import BACKGROUND, BadImage, FeatureExtractor, image_batches, load_pixels
 from captioner.files import read_json, read_npy
 from stages import extract_features
 
-RED, BLUE = (255, 0, 0), (0, 0, 255)
+RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 160, 0), (255, 255, 0)
 ORIENTATION_TAG = 0x0112
 
 
@@ -83,6 +83,94 @@ def test_exif_orientation_is_applied(tmp_path):
 
     np.testing.assert_allclose(pixels[:100].reshape(-1, 3).mean(0), RED, atol=6)
     np.testing.assert_allclose(pixels[124:].reshape(-1, 3).mean(0), BLUE, atol=6)
+
+
+def _quadrants(width: int, height: int) -> Image.Image:
+    """Red top left, blue top right, green bottom left, yellow bottom right."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    top, left = slice(0, height // 2), slice(0, width // 2)
+    bottom, right = slice(height // 2, height), slice(width // 2, width)
+    for rows, columns, colour in ((top, left, RED), (top, right, BLUE), (bottom, left, GREEN),
+                                  (bottom, right, YELLOW)):
+        pixels[rows, columns] = colour
+    return Image.fromarray(pixels)
+
+
+def _mean_colour(pixels: np.ndarray) -> np.ndarray:
+    return pixels.reshape(-1, 3).astype(float).mean(0)
+
+
+# EXIF orientation -> the stored quadrants' colours as shown: top left, top right, bottom left,
+# bottom right. 6 is a phone held upright: the sensor's left edge is the picture's top.
+SHOWN_QUADRANTS = {3: (YELLOW, GREEN, BLUE, RED), 6: (GREEN, RED, YELLOW, BLUE),
+                   8: (BLUE, YELLOW, RED, GREEN)}
+
+
+@pytest.mark.parametrize("orientation", SHOWN_QUADRANTS)
+def test_phone_photo_is_decoded_upright(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    _quadrants(4000, 3000).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=90)
+
+    pixels = load_pixels(tmp_path / "phone.jpg")
+
+    assert pixels.shape == (224, 224, 3)
+    corners = [pixels[rows, columns] for rows in (slice(8, 104), slice(120, 216))
+               for columns in (slice(8, 104), slice(120, 216))]
+    for corner, colour in zip(corners, SHOWN_QUADRANTS[orientation], strict=True):
+        np.testing.assert_allclose(_mean_colour(corner), colour, atol=6)
+
+
+def test_coco_sized_photo_is_squashed_whole_edges_kept(tmp_path):
+    pixels = np.full((480, 640, 3), GREEN, np.uint8)
+    pixels[:, :80], pixels[:, -80:] = BLUE, YELLOW  # the bands a centre crop would cut off
+    pixels[:60, 80:-80] = RED
+    Image.fromarray(pixels).save(tmp_path / "coco.jpg", quality=95)
+
+    decoded = load_pixels(tmp_path / "coco.jpg")
+
+    assert decoded.shape == (224, 224, 3)
+    # 80 of 640 columns are 28 of 224; 60 of 480 rows are 28 of 224.
+    np.testing.assert_allclose(_mean_colour(decoded[:, :24]), BLUE, atol=6)
+    np.testing.assert_allclose(_mean_colour(decoded[:, -24:]), YELLOW, atol=6)
+    np.testing.assert_allclose(_mean_colour(decoded[:24, 32:-32]), RED, atol=6)
+    np.testing.assert_allclose(_mean_colour(decoded[32:, 32:-32]), GREEN, atol=6)
+
+
+def _half_transparent(mode: str) -> tuple[Image.Image, tuple[int, int, int]]:
+    """An image whose right half is fully transparent over a colour that must not show, and the
+    colour its left half must decode to."""
+    if mode == "RGBA":  # left half red at alpha 128: half red, half the white background
+        pixels = np.zeros((40, 40, 4), np.uint8)
+        pixels[:, :20], pixels[:, 20:] = (*RED, 128), (*BLUE, 0)
+        return Image.fromarray(pixels, "RGBA"), (255, 127, 127)
+    if mode == "LA":
+        pixels = np.zeros((40, 40, 2), np.uint8)
+        pixels[:, :20], pixels[:, 20:] = (40, 255), (0, 0)
+        return Image.fromarray(pixels, "LA"), (40, 40, 40)
+    indices = np.zeros((40, 40), np.uint8)
+    indices[:, 20:] = 1
+    image = Image.fromarray(indices, "L").convert("P")
+    image.putpalette([*RED, *BLUE])
+    if mode == "P":
+        image.info["transparency"] = 1
+        return image, RED
+    rgb = image.convert("RGB")  # an RGB PNG's single transparent colour (tRNS)
+    rgb.info["transparency"] = BLUE
+    return rgb, RED
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB"])
+def test_transparent_pixels_are_composited_over_white(tmp_path, mode):
+    image, left_colour = _half_transparent(mode)
+    image.save(tmp_path / "transparent.png", transparency=image.info.get("transparency"))
+    with Image.open(tmp_path / "transparent.png") as reopened:
+        assert reopened.mode == mode and reopened.has_transparency_data
+
+    pixels = load_pixels(tmp_path / "transparent.png")
+
+    np.testing.assert_allclose(_mean_colour(pixels[:, :100]), left_colour, atol=1)
+    np.testing.assert_array_equal(pixels[:, 124:], np.full((224, 100, 3), BACKGROUND, np.uint8))
 
 
 def test_huge_jpeg_decodes_reduced_and_huge_png_is_refused(tmp_path):
