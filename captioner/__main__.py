@@ -54,7 +54,7 @@ def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run predict in the project "
                             "folder (it decodes as the evaluate stage does) or give --beam-size, "
                             "--length-penalty and --max-length")
-    return params.EvaluateParams(**given, batch_size=64, report_images=0)
+    return params.EvaluateParams(**given, batch_size=64, report_images=0, sample_images=1)
 
 
 def predict(arguments: argparse.Namespace) -> int:

@@ -137,11 +137,15 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
+    """`sample_images` picks the test images captioned by every epoch's model: a count (the first
+    ones in test-split order) or a list of test image ids."""
+
     beam_size: int
     max_length: int
     length_penalty: float
     batch_size: int
     report_images: int
+    sample_images: int | list
 
     def check(self) -> None:
         _require(self.beam_size >= 1, "beam_size", "must be >= 1")
@@ -149,6 +153,13 @@ class EvaluateParams:
         _require(self.length_penalty >= 0, "length_penalty", "must be >= 0")
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.report_images >= 0, "report_images", "must be >= 0")
+        samples = self.sample_images
+        if isinstance(samples, int):
+            _require(samples >= 1, "sample_images", "must be a count >= 1 or a list of image ids")
+        else:
+            _require(bool(samples) and all(isinstance(image, str) for image in samples)
+                     and len(set(samples)) == len(samples), "sample_images",
+                     "must be a count >= 1 or a non-empty list of distinct image ids (strings)")
 
 
 SECTIONS = {
@@ -177,6 +188,11 @@ def _type_matches(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
+def _type_name(annotation: Any) -> str:
+    """`int`, `float`, ... or `int | list` for a union."""
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
 def parse(section_class: type[Section], name: str, raw: Any) -> Section:
     """Builds a section from its raw mapping, naming the offending key on any problem."""
     if not isinstance(raw, dict):
@@ -191,7 +207,7 @@ def parse(section_class: type[Section], name: str, raw: Any) -> Section:
     for key, value in raw.items():
         if not _type_matches(value, hints[key]):
             raise PipelineError(
-                f"{PARAMS_FILE}: {name}.{key} must be {hints[key].__name__}, got {value!r}"
+                f"{PARAMS_FILE}: {name}.{key} must be {_type_name(hints[key])}, got {value!r}"
             )
     missing = [key for key in fields if key not in raw]
     if missing:

@@ -31,11 +31,18 @@ FEATURES_SPEED = Path("metrics/speed/extract_features.json")
 
 MODELS = Path("models")
 BEST_MODEL = MODELS / "model.keras"
+# With train.save_every_epoch, the model of every epoch: epoch_001.keras, ...
+EPOCH_MODELS = MODELS / "epochs"
 TRAIN_RUN = Path("data/train_run")
 TRAIN_LIVE = Path("metrics/train")
+# DVCLive's files in TRAIN_LIVE: the summary (best_epoch) and the validation BLEU-4 of each epoch.
+TRAIN_SUMMARY = TRAIN_LIVE / "metrics.json"
+VALIDATION_BLEU_LOG = TRAIN_LIVE / "plots/metrics/eval/bleu4.tsv"
 TRAIN_SPEED = Path("metrics/speed/train.json")
 
 EVALUATION = Path("data/evaluation")
+# One PNG per sample image with its caption at every epoch: image plots in dvc.yaml.
+SAMPLE_PLOTS = EVALUATION / "samples"
 EVAL_METRICS = Path("metrics/eval.json")
 EVAL_SPEED = Path("metrics/speed/evaluate.json")
 

@@ -1,4 +1,5 @@
-"""`dvc plots show`/`diff` write a page that works offline: two charts, integer epoch ticks."""
+"""`dvc plots show`/`diff` write a page that works offline: two charts, integer epoch ticks, and
+below them the evaluate stage's image plots (one PNG per sample image, revisions side by side)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.project import ROOT, commit_all, dvc, run
 
 LIVE_PLOTS = Path("metrics/train/plots/metrics")
+SAMPLE_PLOTS = Path("data/evaluation/samples")
+SAMPLE_NAMES = ("01_pic_001.png", "02_pic_007.png")
 CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch"}
 # How each bundled library's minified build defines its browser global.
 LIBRARY_DEFINITIONS = ("self).vega={}", "self).vegaLite={}", "self).vegaEmbed=")
 SPEC = re.compile(r"var spec = (.*);$", re.MULTILINE)
+# An image plot on the page: its path, then for each revision its name and its copied PNG.
+IMAGE_PLOT = re.compile(r"<p>(data/evaluation/samples/[^<]+)</p>((?:\s*<div[^>]*>\s*<p>[^<]*</p>\s*"
+                        r"<img src=\"[^\"]+\">\s*</div>)+)")
+REVISION_IMAGE = re.compile(r"<p>([^<]*)</p>\s*<img src=\"([^\"]+)\">")
 
 
 def write_live_metrics(project: Path, epochs: int, offset: float) -> None:
@@ -28,6 +36,13 @@ def write_live_metrics(project: Path, epochs: int, offset: float) -> None:
         path.write_text(f"step\t{column}\n{rows}")
 
 
+def write_sample_plots(project: Path, shade: int) -> None:
+    """Stand-ins for the evaluate stage's PNGs, one plain colour per revision."""
+    (project / SAMPLE_PLOTS).mkdir(parents=True, exist_ok=True)
+    for name in SAMPLE_NAMES:
+        Image.new("RGB", (40, 30), (shade, 90, 90)).save(project / SAMPLE_PLOTS / name)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """dvc.yaml and .dvc's config and plot templates, with four epochs of metrics, in git."""
@@ -36,6 +51,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copy2(ROOT / ".dvc/config", tmp_path / ".dvc")
     shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
     write_live_metrics(tmp_path, epochs=4, offset=2.0)
+    write_sample_plots(tmp_path, shade=40)
     run(["git", "init", "-q"], tmp_path)
     commit_all(tmp_path, "four epochs")
     return tmp_path
@@ -47,6 +63,17 @@ def chart_specs(page: str) -> dict[str, dict]:
     return {spec["title"]["text"]: spec for spec in specs}
 
 
+def image_plots(page: str, folder: Path) -> dict[str, list[str]]:
+    """The revisions shown for each image plot on a `dvc plots` page written to `folder`, in page
+    order; checks that every PNG the page shows was written beside it."""
+    shown = {}
+    for path, revisions in IMAGE_PLOT.findall(page):
+        pairs = REVISION_IMAGE.findall(revisions)
+        assert all((folder / source).is_file() for _, source in pairs)
+        shown[path] = [revision for revision, _ in pairs]
+    return shown
+
+
 def assert_offline_page(page: str) -> None:
     script_tags = re.findall(r"<script\b[^>]*>", page)
     assert script_tags and not [tag for tag in script_tags if "src" in tag]
@@ -54,7 +81,7 @@ def assert_offline_page(page: str) -> None:
         assert definition in page
 
 
-def test_show_writes_two_charts_that_need_no_network(project):
+def test_show_writes_two_charts_that_need_no_network_then_the_sample_images(project):
     dvc("plots", "show", "-o", "page", cwd=project)
     page = (project / "page/index.html").read_text(encoding="utf8")
 
@@ -69,10 +96,14 @@ def test_show_writes_two_charts_that_need_no_network(project):
         assert x_axis["scale"]["zero"] is False
     loss_points = specs["Loss per epoch"]["data"]["values"]
     assert sorted(int(point["step"]) for point in loss_points) == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert image_plots(page, project / "page") == {
+        f"{SAMPLE_PLOTS}/{name}": ["workspace"] for name in SAMPLE_NAMES}
+    assert page.rindex("vegaEmbed(") < page.index(f"<p>{SAMPLE_PLOTS}/")
 
 
-def test_diff_overlays_two_revisions_in_the_same_two_charts(project):
+def test_diff_overlays_two_revisions_in_the_same_two_charts_and_pairs_their_images(project):
     write_live_metrics(project, epochs=6, offset=1.0)
+    write_sample_plots(project, shade=200)
     commit_all(project, "six epochs")
 
     dvc("plots", "diff", "HEAD~1", "HEAD", "-o", "page", cwd=project)
@@ -86,3 +117,5 @@ def test_diff_overlays_two_revisions_in_the_same_two_charts(project):
     for point in bleu_points:
         steps_by_revision.setdefault(point["rev"], []).append(int(point["step"]))
     assert steps_by_revision == {"HEAD~1": [1, 2, 3, 4], "HEAD": [1, 2, 3, 4, 5, 6]}
+    assert image_plots(page, project / "page") == {
+        f"{SAMPLE_PLOTS}/{name}": ["HEAD~1", "HEAD"] for name in SAMPLE_NAMES}

@@ -1,0 +1,126 @@
+"""The epoch table: a few fixed test images captioned by the model of every epoch, as the captioner
+learns, beside each epoch's validation BLEU-4 and with the chosen epoch marked.
+
+This module chooses the images and captions them; captioner/report.py and captioner/sample_plots.py
+draw the table. The chosen epoch's captions come from models/model.keras, the others' from the
+train stage's models/epochs/epoch_NNN.keras (written with train.save_every_epoch; without them the
+table has the chosen epoch's row alone). Every model decodes as `python -m captioner predict` does.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from captioner.artifacts import load_model
+from captioner.decoding import Decoder
+from captioner.errors import PipelineError
+from captioner.files import read_json
+from captioner.params import EvaluateParams
+from captioner.paths import (
+    BEST_MODEL,
+    EPOCH_MODELS,
+    FEATURES_METRICS,
+    PARAMS_FILE,
+    TRAIN_SUMMARY,
+    VALIDATION_BLEU_LOG,
+    split_file,
+)
+from captioner.splits import Split
+from captioner.text import decode
+
+# How the train stage names the model of epoch N (from 1) in EPOCH_MODELS.
+EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One epoch: its number (from 1), its validation BLEU-4 (None if train logged none), whether
+    it is the chosen epoch (models/model.keras) and its caption of each sample image."""
+
+    epoch: int
+    bleu4: float | None
+    chosen: bool
+    captions: list[str]
+
+
+@dataclass(frozen=True)
+class EpochTable:
+    """Sample image ids (the columns), one row per epoch with a saved model, the epochs that train
+    logged without saving their model, and the decoding settings in words."""
+
+    images: list[str]
+    rows: list[EpochRow]
+    unsaved_epochs: list[int]
+    decoding: str
+
+
+def unsaved_note(table: EpochTable) -> str:
+    """A sentence naming the epochs left out for lack of a saved model ("" when none is)."""
+    if not table.unsaved_epochs:
+        return ""
+    listed = ", ".join(map(str, table.unsaved_epochs))
+    return f"Epochs {listed}: no saved model (train.save_every_epoch is false)."
+
+
+def choose_samples(sample_images: int | list[str], test: Split) -> list[int]:
+    """Indices into `test.records` of the sample images: the first `sample_images` (all, if there are
+    fewer), or the images listed, in their order, each checked to be a test image with features."""
+    if isinstance(sample_images, int):
+        return list(range(min(sample_images, len(test.records))))
+    index = {record["image"]: position for position, record in enumerate(test.records)}
+    for image in sample_images:
+        if image in test.without_features:
+            raise PipelineError(f"{PARAMS_FILE}: evaluate.sample_images: {image} has no image "
+                                f"features (undecodable, see {FEATURES_METRICS})")
+        if image not in index:
+            raise PipelineError(f"{PARAMS_FILE}: evaluate.sample_images: {image} is not a test image "
+                                f"(not in {split_file('test')})")
+    return [index[image] for image in sample_images]
+
+
+def epoch_models(best_epoch: int, epochs_folder: Path = EPOCH_MODELS,
+                 best_model: Path = BEST_MODEL) -> dict[int, Path]:
+    """The model file of each epoch with one, by epoch number: the per-epoch models, with the chosen
+    epoch's replaced by `best_model` (the same weights)."""
+    models = {}
+    if epochs_folder.is_dir():
+        for path in epochs_folder.iterdir():
+            match = EPOCH_MODEL_NAME.fullmatch(path.name)
+            if match:
+                models[int(match.group(1))] = path
+    return dict(sorted({**models, best_epoch: best_model}.items()))
+
+
+def read_validation_bleu(path: Path = VALIDATION_BLEU_LOG) -> dict[int, float]:
+    """Validation BLEU-4 by epoch from the train stage's DVCLive log (a TSV with `step`, `bleu4`)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {int(row["step"]): float(row["bleu4"]) for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def caption_with(model_path: Path, features: np.ndarray, config: EvaluateParams) -> list[str]:
+    """The caption the model in `model_path` gives each feature row, decoded with `config`."""
+    trained = load_model(model_path)
+    ids = Decoder.from_model(trained.model).caption_ids(
+        features, config.beam_size, config.max_length, config.length_penalty, config.batch_size)
+    return [decode(caption, trained.vocabulary) for caption in ids]
+
+
+def describe_decoding(config: EvaluateParams) -> str:
+    """The decoding settings in words, as the table's legend gives them."""
+    search = "greedy" if config.beam_size == 1 else f"beam size {config.beam_size}"
+    return f"{search}, length penalty {config.length_penalty:g}, at most {config.max_length} words"
+
+
+def build_epoch_table(images: list[str], features: np.ndarray, config: EvaluateParams) -> EpochTable:
+    """Captions the sample `images` (their feature rows in `features`) with every epoch's model."""
+    best_epoch = read_json(TRAIN_SUMMARY)["best_epoch"]
+    bleu = read_validation_bleu()
+    models = epoch_models(best_epoch)
+    rows = [EpochRow(epoch, bleu.get(epoch), epoch == best_epoch, caption_with(path, features, config))
+            for epoch, path in models.items()]
+    return EpochTable(images, rows, sorted(set(bleu) - set(models)), describe_decoding(config))
