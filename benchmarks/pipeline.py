@@ -4,7 +4,8 @@ scores and speeds, and the seed's training scheme for comparison.
 Clones the project's last commit into a work folder, points download.* at the local archives
 (as ../shared/NAME/..., through a link beside the copy, so that metrics/download.json records the
 same relative paths as a run in this repository would, never this machine's folders), applies
-`-S section.key=value` overrides to params.yaml and runs `dvc repro STAGE` one stage at a time,
+`-S section.key=value` overrides to params.yaml and runs `dvc repro --single-item STAGE` one stage at
+a time (single: the pretrained stage, which checks its sources on every repro, runs once, in turn),
 measuring its wall and CPU seconds and its peak memory (the largest resident set of any process in
 its tree, from os.wait4; MB are 10**6 bytes). Then it reads the coco-caption scores and
 the stages' own speed figures (metrics/speed/STAGE.json), and runs the copy's benchmarks/speeds.py
@@ -44,7 +45,7 @@ from captioner.errors import PipelineError, run_stage  # noqa: E402
 from captioner.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
-STAGES = ("download", "tokenize", "embed", "extract_features", "train", "evaluate")
+STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate")
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l")
 
 
@@ -91,13 +92,14 @@ def prepare_project(project: Path, archives: Path, overrides: list[tuple[str, st
 
 
 def repro_stage(project: Path, stage: str, log: Path) -> StageRun:
-    """Runs `dvc repro STAGE` (the stages before it must be up to date) and measures it."""
+    """Runs `dvc repro --single-item STAGE` (the stages before it must be up to date) and measures it."""
     bin_dir = str(Path(sys.executable).parent)  # so that `python` in dvc.yaml is this interpreter
     environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     started = time.perf_counter()
     with open(log, "wb") as output:
-        child = subprocess.Popen([sys.executable, "-m", "dvc", "repro", stage], cwd=project,
-                                 env=environment, stdout=output, stderr=subprocess.STDOUT)
+        child = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--single-item", stage],
+                                 cwd=project, env=environment, stdout=output,
+                                 stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     text = log.read_text(encoding="utf-8", errors="replace")

@@ -1,19 +1,25 @@
-"""Word embeddings for the vocabulary: fastText trained on the captions, or pretrained vectors."""
+"""Word embeddings for the vocabulary: fastText trained on the captions, or pretrained vectors.
+
+Pretrained vectors are read without holding the file in memory: `.vec` text line by line (plain,
+gzip-compressed or the `.vec` member of a zip archive, streamed), keeping the vocabulary's rows
+only; a fastText `.bin` model through captioner.fasttext_bin (memory-mapped), which also gives
+words outside its dictionary a vector from their character n-grams.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 import fasttext
 import numpy as np
 
 from captioner.errors import PipelineError
+from captioner.fasttext_bin import FastTextBin
 from captioner.text import PAD_ID, SPECIAL_TOKENS
 
 # fastText hashes character n-grams into this many rows; its default (2M rows) costs
@@ -44,11 +50,24 @@ def matrix_from_model(
     model: fasttext.FastText._FastText, vocabulary: Sequence[str], seed: int
 ) -> tuple[np.ndarray, float]:
     """One row per vocabulary word (subword vectors for words the model never saw) and coverage."""
-    known = set(model.words)
+    return _from_subwords(model.get_word_vector, set(model.words), model.get_dimension(),
+                          vocabulary, seed)
+
+
+def matrix_from_bin(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
+    """As matrix_from_model, from a fastText `.bin` model file read memory-mapped."""
+    model = FastTextBin(path, vocabulary[len(SPECIAL_TOKENS):])
+    return _from_subwords(model.vector, model.in_dictionary, model.dim, vocabulary, seed)
+
+
+def _from_subwords(
+    vector: Callable[[str], np.ndarray], known: Collection[str], dim: int,
+    vocabulary: Sequence[str], seed: int,
+) -> tuple[np.ndarray, float]:
     words = vocabulary[len(SPECIAL_TOKENS):]
-    rows = {word: model.get_word_vector(word) for word in words}
+    rows = {word: vector(word) for word in words}
     coverage = sum(word in known for word in words) / max(len(words), 1)
-    return _assemble(vocabulary, rows, model.get_dimension(), seed), coverage
+    return _assemble(vocabulary, rows, dim, seed), coverage
 
 
 def _open_text(path: Path) -> Iterator[str]:
@@ -78,18 +97,17 @@ def matrix_from_vec(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[n
     dim = None
     try:
         for line_number, line in enumerate(_open_text(path), start=1):
-            parts = line.rstrip().split(" ")
-            if line_number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                dim = int(parts[1])
+            word, _, values = line.rstrip().partition(" ")
+            if line_number == 1 and word.isdigit() and values.isdigit():
+                dim = int(values)  # the "count dim" header line
                 continue
+            width = values.count(" ") + 1 if values else 0  # without splitting unwanted lines
             if dim is None:
-                dim = len(parts) - 1
-            if len(parts) != dim + 1:
-                raise PipelineError(
-                    f"{path}: line {line_number} has {len(parts) - 1} values, expected {dim}"
-                )
-            if parts[0] in wanted and parts[0] not in rows:
-                rows[parts[0]] = np.asarray(parts[1:], dtype=np.float32)
+                dim = width
+            if width != dim:
+                raise PipelineError(f"{path}: line {line_number} has {width} values, expected {dim}")
+            if word in wanted and word not in rows:
+                rows[word] = np.asarray(values.split(" "), dtype=np.float32)
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise PipelineError(f"{path}: cannot read word vectors: {error}") from None
     except ValueError as error:
@@ -99,16 +117,11 @@ def matrix_from_vec(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[n
     return _assemble(vocabulary, rows, dim, seed), len(rows) / max(len(wanted), 1)
 
 
-def matrix_from_source(source: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
+def matrix_from_file(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
     """Builds the matrix from pretrained vectors: a fastText `.bin` model or `.vec` text."""
-    if source.suffix == ".bin":
-        with contextlib.redirect_stderr(io.StringIO()):
-            try:
-                model = fasttext.load_model(str(source))
-            except ValueError as error:
-                raise PipelineError(f"{source}: not a fastText .bin model: {error}") from None
-        return matrix_from_model(model, vocabulary, seed)
-    return matrix_from_vec(source, vocabulary, seed)
+    if path.suffix == ".bin":
+        return matrix_from_bin(path, vocabulary, seed)
+    return matrix_from_vec(path, vocabulary, seed)
 
 
 def _assemble(

@@ -119,13 +119,43 @@ def fetch(
         raise
 
 
+def check_sha256(source: str, expected_sha256: str, actual: str) -> None:
+    """Refuses a file whose sha256 is not the expected one (an empty expectation accepts any)."""
+    if expected_sha256 and actual != expected_sha256:
+        raise PipelineError(f"{source}: sha256 mismatch: expected {expected_sha256}, got {actual}")
+
+
+def server_validators(url: str, partial_dir: Path) -> dict[str, str | None]:
+    """The ETag and Last-Modified the server sent with the download of `url` in `partial_dir`."""
+    record = _Partial.for_url(url, partial_dir).record()
+    return {"etag": record.get("etag"), "last_modified": record.get("last_modified")}
+
+
+def unchanged_on_server(url: str, validators: dict[str, str | None],
+                        policy: HttpPolicy = DEFAULT_POLICY) -> bool | None:
+    """Whether the server still holds the file that `validators` (from server_validators)
+    describe: True when it answers a conditional request with 304 Not Modified, False for any
+    other answer, None when it cannot be reached."""
+    headers = {"Accept-Encoding": "identity"}
+    if validators.get("etag"):
+        headers["If-None-Match"] = validators["etag"]
+    if validators.get("last_modified"):
+        headers["If-Modified-Since"] = validators["last_modified"]
+    timeout = (policy.connect_timeout_s, policy.read_timeout_s)
+    try:
+        with _session(policy) as session, session.get(url, headers=headers, stream=True,
+                                                      timeout=timeout) as response:
+            return response.status_code == 304
+    except requests.RequestException:
+        return None
+
+
 def _verified(source: str, path: Path, expected_sha256: str, announced: int | None) -> Fetched:
     size = path.stat().st_size
     if announced is not None and size != announced:
         raise PipelineError(f"{source}: got {size} bytes, the server announced {announced}")
     actual = sha256_of(path)
-    if expected_sha256 and actual != expected_sha256:
-        raise PipelineError(f"{source}: sha256 mismatch: expected {expected_sha256}, got {actual}")
+    check_sha256(source, expected_sha256, actual)
     return Fetched(source, path, size, actual)
 
 

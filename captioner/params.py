@@ -36,9 +36,7 @@ class DownloadParams:
         _require(bool(self.images_url.strip()), "images_url", "must not be empty")
         _require(bool(self.text_url.strip()), "text_url", "must not be empty")
         for key in ("images_sha256", "text_sha256"):
-            value = getattr(self, key)
-            if value and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value)):
-                raise ValueError(f"{key}: expected 64 lowercase hex digits or empty, got {value!r}")
+            _require_sha256(key, getattr(self, key))
         _require(self.max_unpacked_mb > 0, "max_unpacked_mb", "must be > 0")
 
 
@@ -69,7 +67,11 @@ class TokenizeParams:
 
 @dataclasses.dataclass(frozen=True)
 class EmbedParams:
+    """`source` and `sha256` are the pretrained stage's (it brings the vectors into
+    data/pretrained/vectors, which embed reads); the rest are embed's."""
+
     source: str
+    sha256: str
     dim: int
     epoch: int
     minn: int
@@ -81,10 +83,14 @@ class EmbedParams:
         _require(self.epoch >= 1, "epoch", "must be >= 1")
         _require(0 <= self.minn <= self.maxn, "minn", "must satisfy 0 <= minn <= maxn")
         _require(bool(self.source), "source", "must be 'train' or a URL/path to vectors")
+        _require_sha256("sha256", self.sha256)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExtractFeaturesParams:
+    """`weights` ('imagenet', 'none' or a weights file's path or URL) is the pretrained stage's: it
+    brings the file into data/pretrained/weights, which extract_features reads."""
+
     backbone: str
     weights: str
     batch_size: int
@@ -176,6 +182,11 @@ Section = TypeVar("Section")
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ValueError(f"{key}: {message}")
+
+
+def _require_sha256(key: str, value: str) -> None:
+    if value and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value)):
+        raise ValueError(f"{key}: expected 64 lowercase hex digits or empty, got {value!r}")
 
 
 def _type_matches(value: Any, annotation: Any) -> bool:

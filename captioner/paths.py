@@ -17,6 +17,14 @@ RAW_TEXT = RAW / "text"
 DOWNLOAD_PARTIAL = RAW / ".partial"
 DOWNLOAD_METRICS = Path("metrics/download.json")
 
+# The pretrained files that params name (word vectors, CNN weights), each folder holding a file
+# under a fixed name and a manifest; the stage's scratch (identities of the sources, unfinished
+# downloads) is not a DVC output.
+PRETRAINED_VECTORS = Path("data/pretrained/vectors")
+PRETRAINED_WEIGHTS = Path("data/pretrained/weights")
+PRETRAINED_SCRATCH = Path("data/.pretrained")
+PRETRAINED_METRICS = Path("metrics/pretrained.json")
+
 CAPTIONS = Path("data/captions")
 VOCABULARY = CAPTIONS / "vocab.json"
 DATA_METRICS = Path("metrics/data.json")

@@ -2,7 +2,8 @@
 
 Writes data/features/ (features.npy: float16 N x D, images.json: image ids in row order,
 backbone.json: what rebuilds the same CNN at the same batch shape) as one atomic folder swap, and
-metrics/features.json. Reads only the images and the extract_features params.
+metrics/features.json. Reads the images, the weights the pretrained stage placed in
+data/pretrained/weights and the extract_features params.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from captioner.features import Extraction, FeatureExtractor
 from captioner.files import atomic_path, write_json, write_npy
 from captioner.image_files import image_id, list_images
 from captioner.paths import FEATURES, FEATURES_METRICS, FEATURES_SPEED, RAW_IMAGES
+from captioner.pretrained import WEIGHTS, read_placed
 
 
 def find_images() -> list[Path]:
@@ -52,8 +54,9 @@ def write_features(extraction: Extraction, description: dict[str, str | int]) ->
 def main() -> None:
     settings = params.load(params.ExtractFeaturesParams)
     paths = find_images()
-    extractor = FeatureExtractor(settings.backbone, settings.weights, settings.batch_size,
-                                 settings.decode_threads)
+    weights = read_placed(WEIGHTS)
+    extractor = FeatureExtractor(settings.backbone, weights.builtin or str(weights.path),
+                                 settings.batch_size, settings.decode_threads)
     start = time.perf_counter()
     extraction = extractor.extract(paths, progress=True)
     images_per_s = len(paths) / (time.perf_counter() - start)
@@ -63,7 +66,7 @@ def main() -> None:
     write_features(extraction, extractor.description())
     write_json(FEATURES_METRICS, {
         "backbone": settings.backbone,
-        "weights": settings.weights,
+        "weights": weights.describe(),
         "dim": extractor.dim,
         "count": len(extraction.paths),
         "bad_images": [{"file": image_id(path, RAW_IMAGES), "reason": reason}

@@ -1,8 +1,9 @@
 """A loopback HTTP file server for tests: Range requests, and faults on demand.
 
 `serve_directory(root)` serves the files under `root` on 127.0.0.1 (ephemeral port) from a
-background thread, honouring single `Range: bytes=...` requests and `If-Range` (a validator that
-no longer matches gets the whole file). Files carry an ETag (from their content) and Last-Modified.
+background thread, honouring single `Range: bytes=...` requests, `If-Range` (a validator that
+no longer matches gets the whole file) and `If-None-Match` (the current ETag gets 304 Not
+Modified). Files carry an ETag (from their content) and Last-Modified.
 Keyword arguments make it misbehave: ignore Range, send no validators, cut the first body short (or
 hang there), or answer a fixed error status.
 """
@@ -137,6 +138,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         size = path.stat().st_size
         etag, last_modified = validators(path)
+        if self.behaviour.validators and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
         header = None if self.behaviour.ignore_range else self.headers.get("Range")
         if self.headers.get("If-Range") not in (None, etag, last_modified):
             header = None  # the file changed since the client's copy: send it whole

@@ -66,10 +66,40 @@ def test_stage_code_deps_are_exactly_what_it_imports(name):
     assert declared == code_closure(script_module)
 
 
+def section_keys(section: str) -> set[str]:
+    return {f"{section}.{field.name}" for field in dataclasses.fields(params.SECTIONS[section])}
+
+
+def params_read(script: Path) -> set[str]:
+    """The params keys a stage script reads: for each `NAME = params.load(params.SectionClass)`,
+    `section.key` for every `NAME.key`, and the whole section where NAME itself is passed on."""
+    tree = ast.parse(script.read_text())
+    sections = {cls.__name__: section for section, cls in params.SECTIONS.items()}
+    loaded = {node.targets[0].id: sections[node.value.args[0].attr] for node in ast.walk(tree)
+              if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+              and ast.unparse(node.value.func) == "params.load"}
+    keys, read_by_key = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in loaded:
+            keys.add(f"{loaded[node.value.id]}.{node.attr}")
+            read_by_key.add(node.value)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in loaded \
+                and node not in read_by_key:
+            keys |= section_keys(loaded[node.id])
+    return keys
+
+
 @pytest.mark.parametrize("name", list(STAGES))
-def test_stage_params_are_its_section(name):
-    fields = {f"{name}.{field.name}" for field in dataclasses.fields(params.SECTIONS[name])}
-    assert set(STAGES[name]["params"]) == fields - SPEED_ONLY
+def test_stage_params_are_the_keys_it_reads(name):
+    script = ROOT / (STAGES[name]["cmd"].removeprefix("python -m ").replace(".", "/") + ".py")
+    assert set(STAGES[name]["params"]) == params_read(script) - SPEED_ONLY
+
+
+def test_every_param_belongs_to_one_stage():
+    declared = [key for stage in STAGES.values() for key in stage["params"]]
+    assert sorted(declared) == sorted(set().union(*map(section_keys, params.SECTIONS)) - SPEED_ONLY)
 
 
 def test_params_yaml_parses_into_every_section():
@@ -93,7 +123,8 @@ def touched_paths(project: Path, stage_name: str, events_file: Path) -> tuple[se
     """The project files a stage reads and writes when run, as project-relative paths.
 
     Temporaries of atomic writes (`.NAME.tmp-*/NAME`) count as NAME; code, params.yaml and the
-    scratch folders that outlive a killed run (training checkpoints, partial downloads) are left out.
+    scratch folders that outlive a run (training checkpoints, partial downloads, what the
+    pretrained stage remembers of its sources) are left out.
     """
     run([sys.executable, str(ROOT / "tests/audit_stage.py"), f"stages.{stage_name}",
          str(events_file)], project)
@@ -105,7 +136,8 @@ def touched_paths(project: Path, stage_name: str, events_file: Path) -> tuple[se
         relative = ATOMIC_TEMPORARY.sub(r"\1", resolved.relative_to(project).as_posix())
         if relative.split("/")[0] in ("captioner", "stages", ".dvc", ".git", ".", "params.yaml",
                                       ".gitignore", ".dvcignore") \
-                or covered(relative, {str(paths.TRAIN_RUN), str(paths.DOWNLOAD_PARTIAL)}):
+                or covered(relative, {str(paths.TRAIN_RUN), str(paths.DOWNLOAD_PARTIAL),
+                                      str(paths.PRETRAINED_SCRATCH)}):
             continue
         (writes if kind == "write" else reads).add(relative)
     return reads, writes

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
-from captioner.embeddings import matrix_from_vec
+from captioner.embeddings import matrix_from_file, matrix_from_vec
 from captioner.errors import PipelineError
 from tests.project import ROOT
+from tests.vectors import train_bin, write_vec
 
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "runs"]
 
@@ -41,15 +42,11 @@ def test_trained_fasttext_matrix_is_repeatable_with_zero_padding():
     assert float(coverage) == 1.0
 
 
-@pytest.mark.parametrize("compressed", [False, True])
-def test_vec_streaming_keeps_vocabulary_rows(tmp_path, compressed):
-    text = "4 3\ndog 1 2 3\nhorse 9 9 9\ncat 4 5 6\nrunning 7 7 7\n"
-    path = tmp_path / ("vectors.vec.gz" if compressed else "vectors.vec")
-    if compressed:
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    matrix, coverage = matrix_from_vec(path, VOCABULARY, seed=0)
+@pytest.mark.parametrize("name", ["vectors.vec", "vectors.vec.gz", "wiki.vec.zip"])
+def test_vec_streaming_keeps_vocabulary_rows(tmp_path, name):
+    vectors = {word: np.asarray(values, np.float32) for word, values in
+               [("dog", [1, 2, 3]), ("horse", [9, 9, 9]), ("cat", [4, 5, 6]), ("running", [7, 7, 7])]}
+    matrix, coverage = matrix_from_file(write_vec(tmp_path / name, vectors), VOCABULARY, seed=0)
     np.testing.assert_array_equal(matrix[4], [1, 2, 3])
     np.testing.assert_array_equal(matrix[5], [4, 5, 6])
     assert coverage == pytest.approx(2 / 3)
@@ -61,3 +58,21 @@ def test_vec_with_a_ragged_line_names_file_and_line(tmp_path):
     path.write_text("dog 1 2 3\ncat 4 5\n")
     with pytest.raises(PipelineError, match=r"bad.vec: line 2 has 2 values, expected 3"):
         matrix_from_vec(path, VOCABULARY, seed=0)
+
+
+def test_a_zip_without_a_vec_member_is_named(tmp_path):
+    path = tmp_path / "vectors.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("vectors.txt", "dog 1 2 3\n")
+    with pytest.raises(PipelineError, match=r"vectors.zip: the zip archive holds no .vec file"):
+        matrix_from_vec(path, VOCABULARY, seed=0)
+
+
+def test_bin_matrix_has_fasttext_s_vectors_and_dictionary_coverage(tmp_path):
+    model = train_bin(tmp_path / "model.bin")
+    vocabulary = VOCABULARY[:4] + ["dog", "cat", "unseen"]
+    matrix, coverage = matrix_from_file(tmp_path / "model.bin", vocabulary, seed=0)
+    assert coverage == pytest.approx(2 / 3)
+    assert not matrix[0].any()
+    for index, word in enumerate(vocabulary[4:], start=4):
+        np.testing.assert_allclose(matrix[index], model.get_word_vector(word), atol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from captioner.files import read_json, read_jsonl
 from captioner.scoring import score_captions
 from tests.conftest import CORRUPT
-from tests.project import FAST_PARAMS, dvc, run, stages_run
+from tests.project import FAST_PARAMS, dvc, run, stages_run, up_to_date
 
 EPOCHS = FAST_PARAMS["train"]["epochs"]
 PREDICT = [sys.executable, "-m", "captioner", "predict"]
@@ -25,7 +25,7 @@ def project(built_project):
 
 
 def test_repro_embed_builds_the_data_stages(built_project):
-    assert stages_run(built_project.embed_output) == ["download", "tokenize", "embed"]
+    assert stages_run(built_project.embed_output) == ["download", "tokenize", "pretrained", "embed"]
     data = read_json(built_project.path / "metrics/data.json")
     sizes = {name: len(images) for name, images in built_project.collection.splits.items()}
     assert data["splits"] == {"train": {"images": sizes["train"], "captions": 5 * sizes["train"]},
@@ -38,7 +38,8 @@ def test_repro_embed_builds_the_data_stages(built_project):
 
 def test_undecodable_images_are_left_out_counted_and_the_pipeline_finishes(built_project):
     path = built_project.path
-    assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate"]
+    assert stages_run(built_project.repro_output) == ["pretrained", "extract_features", "train",
+                                                      "evaluate"]
     features = read_json(path / "metrics/features.json")
     assert sorted(bad["file"] for bad in features["bad_images"]) == sorted(CORRUPT)
     assert np.load(path / "data/features/features.npy").shape == (60 - len(CORRUPT), 1280)
@@ -81,10 +82,10 @@ def test_training_logs_every_epoch_numbered_from_one(project):
     assert not (project / "data/train_run").exists()
 
 
-def test_a_second_repro_does_nothing(project):
+def test_a_second_repro_only_checks_the_pretrained_sources(project):
     output = dvc("repro", cwd=project).stdout
-    assert stages_run(output) == []
-    assert "up to date" in dvc("status", cwd=project).stdout
+    assert stages_run(output) == ["pretrained"]
+    assert up_to_date(project)
 
 
 def test_predict_prints_the_caption_evaluate_wrote(project):

@@ -1,0 +1,86 @@
+"""The folders of pretrained files that the pretrained stage fills and embed and extract_features
+read: which sources each accepts, the name a file takes there, and the manifest saying what it holds.
+
+A folder holds either only a manifest naming a built-in source (`{"builtin": "train"}`) or one file
+under a fixed name (`vectors.bin`, `weights.h5`, ...) and a manifest with that name and the source
+file's sha256. Nothing in it depends on the source's path or URL, so DVC, which hashes the folder,
+sees a new file's content, never its new name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path, PurePosixPath
+
+from captioner.errors import PipelineError
+from captioner.files import read_json
+from captioner.paths import PRETRAINED_VECTORS, PRETRAINED_WEIGHTS
+
+MANIFEST = "source.json"
+GZIP = ".gz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A kind of pretrained file: its folder, the params key naming its source, the names that are
+    not files, and the file-name endings accepted (longest first; empty: any ending)."""
+
+    stem: str
+    folder: Path
+    setting: str
+    builtins: tuple[str, ...]
+    endings: tuple[str, ...]
+
+    def placed_name(self, source_name: str) -> str:
+        """The name a source's file takes in the folder: the stem and the source's ending, a
+        gzip-compressed `.bin` unpacked. Refuses an ending this kind does not read."""
+        if not self.endings:
+            ending = ".weights.h5" if source_name.endswith(".weights.h5") else PurePosixPath(
+                source_name).suffix
+            return self.stem + ending
+        ending = next((end for end in self.endings if source_name.endswith(end)), None)
+        if ending is None:
+            raise PipelineError(f"{self.setting}: {source_name}: expected {', '.join(self.builtins)} "
+                                f"or a {', '.join(self.endings)} file")
+        return self.stem + (ending.removesuffix(GZIP) if ending == ".bin.gz" else ending)
+
+
+# A .zip (fastText's wiki-news-300d-1M.vec.zip, crawl-300d-2M-subword.zip) is read for its .vec member.
+VECTORS = Kind("vectors", PRETRAINED_VECTORS, "embed.source", ("train",),
+               (".vec.gz", ".vec", ".bin.gz", ".bin", ".zip"))
+# Keras reads .weights.h5, .h5 and .keras files by their ending; EfficientNet-Lite0 a .pth of any name.
+WEIGHTS = Kind("weights", PRETRAINED_WEIGHTS, "extract_features.weights", ("imagenet", "none"), ())
+
+
+@dataclasses.dataclass(frozen=True)
+class Placed:
+    """What a folder holds: a built-in source's name, or a file and its source's sha256."""
+
+    builtin: str | None
+    path: Path | None
+    sha256: str | None
+
+    def describe(self) -> str:
+        """The builtin name, or `sha256:HEX` of the file: what metrics record of the source."""
+        return self.builtin or f"sha256:{self.sha256}"
+
+
+def builtin_manifest(builtin: str) -> dict[str, str]:
+    """The manifest of a folder standing for a built-in source (nothing else in it)."""
+    return {"builtin": builtin}
+
+
+def file_manifest(name: str, sha256: str) -> dict[str, str]:
+    """The manifest of a folder holding the file `name`, placed from a source with this sha256."""
+    return {"file": name, "sha256": sha256}
+
+
+def read_placed(kind: Kind) -> Placed:
+    """What the kind's folder holds, as its manifest says."""
+    manifest = kind.folder / MANIFEST
+    if not manifest.is_file():
+        raise PipelineError(f"{manifest}: not found (run the pretrained stage first)")
+    record = read_json(manifest)
+    if record.get("builtin"):
+        return Placed(record["builtin"], None, None)
+    return Placed(None, kind.folder / record["file"], record["sha256"])

@@ -1,0 +1,148 @@
+"""The pretrained stage's work: sources by URL or path placed under fixed names, each checked
+cheaply on later runs, and replaced only when their content changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from captioner import pinning
+from captioner.embeddings import matrix_from_file
+from captioner.errors import PipelineError
+from captioner.fetching import HttpPolicy, sha256_of
+from captioner.pinning import bring
+from captioner.pretrained import MANIFEST, VECTORS, WEIGHTS, read_placed
+from tests.http_server import serve_directory
+from tests.vectors import random_vectors, train_bin, write_vec
+
+VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "café", "unseen"]
+FAST = HttpPolicy(attempts=1, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)
+
+
+@pytest.fixture(autouse=True)
+def in_project_folder(tmp_path, monkeypatch):
+    """The pretrained folders are relative paths, as in the project."""
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+
+
+def expected_rows(path):
+    """What each vocabulary word's row must be: the .vec values, or fastText's own vector."""
+    if ".bin" in path.name:
+        model = train_bin(path)
+        return {word: model.get_word_vector(word) for word in VOCABULARY[4:]}, 3 / 4
+    vectors = random_vectors(["dog", "horse", "café"], 5, seed=1)
+    write_vec(path, vectors)
+    return {word: vectors[word] for word in ("dog", "café")}, 2 / 4
+
+
+@pytest.mark.parametrize(("name", "placed"), [
+    ("wiki.vec", "vectors.vec"), ("wiki.vec.gz", "vectors.vec.gz"),
+    ("wiki-news-300d-1M.vec.zip", "vectors.zip"), ("cc.bin", "vectors.bin"),
+    ("cc.en.300.bin.gz", "vectors.bin"),
+])
+def test_each_format_by_url_is_placed_and_read(tmp_path, name, placed):
+    rows, coverage = expected_rows(tmp_path / "served" / name)
+    with serve_directory(tmp_path / "served") as server:
+        record, action = bring(VECTORS, server.url_for(name), "", tmp_path / "scratch", FAST)
+    assert action == "placed"
+    assert sorted(path.name for path in VECTORS.folder.iterdir()) == sorted([MANIFEST, placed])
+    assert record["sha256"] == sha256_of(tmp_path / "served" / name)
+    matrix, found = matrix_from_file(read_placed(VECTORS).path, VOCABULARY, seed=0)
+    assert found == pytest.approx(coverage)
+    for word, row in rows.items():
+        np.testing.assert_allclose(matrix[VOCABULARY.index(word)], row, atol=1e-6)
+
+
+@pytest.mark.parametrize("style", ["file_url", "absolute", "relative"])
+def test_local_sources_by_path_or_file_url(tmp_path, style):
+    path = write_vec(tmp_path / "project/vectors/mine.vec", random_vectors(["dog"], 3, seed=0))
+    source = {"file_url": path.as_uri(), "absolute": str(path), "relative": "vectors/mine.vec"}[style]
+    record, action = bring(VECTORS, source, sha256_of(path), tmp_path / "scratch")
+    assert (action, record["source"]) == ("placed", source)
+    assert (VECTORS.folder / "vectors.vec").read_bytes() == path.read_bytes()
+
+
+def test_sha256_mismatch_is_one_clear_error_and_places_nothing(tmp_path):
+    path = write_vec(tmp_path / "served/wiki.vec", random_vectors(["dog"], 3, seed=0))
+    wrong = "0" * 64
+    with serve_directory(tmp_path / "served") as server, pytest.raises(PipelineError) as caught:
+        bring(VECTORS, server.url_for("wiki.vec"), wrong, tmp_path / "scratch", FAST)
+    assert str(caught.value) == (f"{server.url_for('wiki.vec')}: sha256 mismatch: expected {wrong}, "
+                                 f"got {sha256_of(path)}")
+    assert not VECTORS.folder.exists()
+
+
+def test_a_url_is_checked_with_one_conditional_request(tmp_path):
+    served = tmp_path / "served"
+    write_vec(served / "a.vec", random_vectors(["dog"], 3, seed=0))
+    with serve_directory(served) as server:
+        url = server.url_for("a.vec")
+        first, _ = bring(VECTORS, url, "", tmp_path / "scratch", FAST)
+        assert bring(VECTORS, url, first["sha256"], tmp_path / "scratch", FAST)[1] == "unchanged"
+        assert [request.status for request in server.requests] == [200, 304]
+
+        write_vec(served / "a.vec", random_vectors(["dog"], 3, seed=1))
+        changed, action = bring(VECTORS, url, "", tmp_path / "scratch", FAST)
+        assert action == "placed" and changed["sha256"] == sha256_of(served / "a.vec")
+
+        shutil.copy(served / "a.vec", served / "renamed.vec")
+        placed = os.stat(VECTORS.folder / "vectors.vec")
+        assert bring(VECTORS, server.url_for("renamed.vec"), "", tmp_path / "scratch",
+                     FAST)[1] == "same content"
+        assert os.stat(VECTORS.folder / "vectors.vec").st_ino == placed.st_ino
+    with pytest.raises(PipelineError, match="sha256 mismatch"):
+        bring(VECTORS, server.url_for("renamed.vec"), "0" * 64, tmp_path / "scratch", FAST)
+
+
+def test_an_unreachable_server_keeps_the_placed_copy(tmp_path, capsys):
+    write_vec(tmp_path / "served/a.vec", random_vectors(["dog"], 3, seed=0))
+    with serve_directory(tmp_path / "served") as server:
+        bring(VECTORS, server.url_for("a.vec"), "", tmp_path / "scratch", FAST)
+    assert bring(VECTORS, server.url_for("a.vec"), "", tmp_path / "scratch", FAST)[1] == "unchanged"
+    assert f"warning: {server.url_for('a.vec')}: unreachable, keeping the copy" in capsys.readouterr().err
+
+
+def test_an_unchanged_local_file_is_not_read_and_a_touched_one_not_copied(tmp_path, monkeypatch):
+    path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
+    bring(VECTORS, str(path), "", tmp_path / "scratch")
+    placed = os.stat(VECTORS.folder / "vectors.vec")
+    with monkeypatch.context() as patched:
+        patched.setattr(pinning, "fetch", lambda *args, **kwargs: pytest.fail("fetched again"))
+        assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "unchanged"
+    os.utime(path, ns=(placed.st_mtime_ns + 10**9, placed.st_mtime_ns + 10**9))
+    assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "same content"
+    assert os.stat(VECTORS.folder / "vectors.vec").st_ino == placed.st_ino
+
+
+def test_a_folder_changed_by_hand_is_placed_again(tmp_path):
+    path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
+    bring(VECTORS, str(path), "", tmp_path / "scratch")
+    (VECTORS.folder / "vectors.vec").write_text("1 3\ndog 0 0 0\n")
+    assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "placed"
+    assert (VECTORS.folder / "vectors.vec").read_bytes() == path.read_bytes()
+
+
+def test_a_builtin_source_leaves_only_its_manifest(tmp_path):
+    weights = tmp_path / "resnet50.weights.h5"
+    weights.write_bytes(b"not really weights")
+    assert bring(WEIGHTS, str(weights), "", tmp_path / "scratch")[0]["bytes"] == 18
+    assert read_placed(WEIGHTS).path.name == "weights.weights.h5"
+    assert bring(WEIGHTS, "imagenet", "", tmp_path / "scratch") == ({"source": "imagenet"}, "builtin")
+    assert [path.name for path in WEIGHTS.folder.iterdir()] == [MANIFEST]
+    assert read_placed(WEIGHTS).builtin == "imagenet"
+
+
+@pytest.mark.parametrize(("kind", "source", "sha256", "message"), [
+    (VECTORS, "glove.6B.300d.txt", "",
+     "embed.source: glove.6B.300d.txt: expected train or a .vec.gz, .vec, .bin.gz, .bin, .zip file"),
+    (VECTORS, "train", "a" * 64, "embed.source: 'train' is not a file; leave the sha256 empty"),
+    (WEIGHTS, "missing.h5", "", "missing.h5: no such file"),
+])
+def test_bad_sources_are_named(tmp_path, kind, source, sha256, message):
+    with pytest.raises(PipelineError) as caught:
+        bring(kind, source, sha256, tmp_path / "scratch")
+    assert str(caught.value) == message

