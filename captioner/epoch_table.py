@@ -26,8 +26,8 @@ from captioner.paths import (
     EPOCH_MODELS,
     FEATURES_METRICS,
     PARAMS_FILE,
+    TRAIN_HISTORY,
     TRAIN_SUMMARY,
-    VALIDATION_BLEU_LOG,
     split_file,
 )
 from captioner.splits import Split
@@ -96,10 +96,11 @@ def epoch_models(best_epoch: int, epochs_folder: Path = EPOCH_MODELS,
     return dict(sorted({**models, best_epoch: best_model}.items()))
 
 
-def read_validation_bleu(path: Path = VALIDATION_BLEU_LOG) -> dict[int, float]:
-    """Validation BLEU-4 by epoch from the train stage's DVCLive log (a TSV with `step`, `bleu4`)."""
+def read_validation_bleu(path: Path = TRAIN_HISTORY) -> dict[int, float]:
+    """Validation BLEU-4 by epoch from the train stage's table of epochs (`epoch`, `val_bleu4`)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return {int(row["step"]): float(row["bleu4"]) for row in csv.DictReader(handle, delimiter="\t")}
+        return {int(row["epoch"]): float(row["val_bleu4"])
+                for row in csv.DictReader(handle, delimiter="\t")}
 
 
 def caption_with(model_path: Path, features: np.ndarray, config: EvaluateParams) -> list[str]:

@@ -43,9 +43,10 @@ BEST_MODEL = MODELS / "model.keras"
 EPOCH_MODELS = MODELS / "epochs"
 TRAIN_RUN = Path("data/train_run")
 TRAIN_LIVE = Path("metrics/train")
-# DVCLive's files in TRAIN_LIVE: the summary (best_epoch) and the validation BLEU-4 of each epoch.
+# DVCLive's summary (last epoch's metrics, best_epoch) and the train stage's table of every epoch's
+# loss, val_loss and val_bleu4, which dvc.yaml's plots chart.
 TRAIN_SUMMARY = TRAIN_LIVE / "metrics.json"
-VALIDATION_BLEU_LOG = TRAIN_LIVE / "plots/metrics/eval/bleu4.tsv"
+TRAIN_HISTORY = TRAIN_LIVE / "epochs.tsv"
 TRAIN_SPEED = Path("metrics/speed/train.json")
 
 EVALUATION = Path("data/evaluation")

@@ -8,6 +8,7 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from captioner.decoding import Decoder
+from captioner.files import atomic_path
 from captioner.params import TrainParams
 from captioner.run_state import Progress, RunFolder
 from captioner.scoring import bleu4
@@ -175,6 +177,18 @@ def train(
         run.save_checkpoint(model, progress)
         on_epoch(epoch + 1, logs)
     return progress
+
+
+HISTORY_COLUMNS = ("loss", "val_loss", "val_bleu4")
+
+
+def write_history(path: Path, progress: Progress) -> None:
+    """A TSV of every epoch (numbered from 1) and its loss, val_loss and val_bleu4, atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["epoch", *HISTORY_COLUMNS])
+        for number, logs in enumerate(progress.history, start=1):
+            writer.writerow([number, *(logs[column] for column in HISTORY_COLUMNS)])
 
 
 def speed_metrics(progress: Progress, data: TrainingData) -> dict[str, Any]:

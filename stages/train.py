@@ -21,6 +21,7 @@ from captioner.paths import (
     EMBEDDINGS,
     FEATURES,
     MODELS,
+    TRAIN_HISTORY,
     TRAIN_LIVE,
     TRAIN_RUN,
     TRAIN_SPEED,
@@ -30,11 +31,11 @@ from captioner.paths import (
 from captioner.run_state import RunFolder, fingerprint
 from captioner.splits import load_features, load_split, warn_without_features
 from captioner.text import PAD_ID
-from captioner.training import TrainingData, seed_everything, speed_metrics, train
+from captioner.training import TrainingData, seed_everything, speed_metrics, train, write_history
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
               "sgd": keras.optimizers.SGD}
-# DVCLive names, laid out as dvc.yaml's plots expect them.
+# DVCLive names of the summary's metrics (the per-epoch table is written by write_history).
 LOGGED = {"loss": "train/loss", "val_loss": "eval/loss", "val_bleu4": "eval/bleu4"}
 
 
@@ -50,7 +51,7 @@ def new_model(config: params.TrainParams, feature_dim: int) -> keras.Model:
 def log_epoch(live: Live, number: int, logs: dict[str, float]) -> None:
     live.step = number
     for name, metric in LOGGED.items():
-        live.log_metric(metric, logs[name])
+        live.log_metric(metric, logs[name], plot=False)
     live.next_step()
 
 
@@ -88,6 +89,7 @@ def main() -> None:
         live.summary[f"best_{config.monitor}"] = progress.best
         live.summary["images_without_features"] = {
             name: len(split.without_features) for name, split in splits.items()}
+    write_history(TRAIN_HISTORY, progress)
     write_json(TRAIN_SPEED, speed_metrics(progress, data))
     run.publish(MODELS)
     print(f"train: best epoch {progress.best_epoch} ({config.monitor} {progress.best:.4f})")

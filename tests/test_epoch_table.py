@@ -91,9 +91,9 @@ def test_each_epoch_has_its_saved_model_and_the_chosen_one_the_best_model(tmp_pa
     assert epoch_models(2, tmp_path / "absent", best) == {2: best}
 
 
-def test_validation_bleu_is_read_by_epoch_from_the_dvclive_log(tmp_path):
-    log = tmp_path / "bleu4.tsv"
-    log.write_text("timestamp\tstep\tbleu4\n1700000000\t1\t0.05\n1700000001\t2\t0.125\n")
+def test_validation_bleu_is_read_by_epoch_from_the_table_of_epochs(tmp_path):
+    log = tmp_path / "epochs.tsv"
+    log.write_text("epoch\tloss\tval_loss\tval_bleu4\n1\t3.0\t3.1\t0.05\n2\t2.0\t2.5\t0.125\n")
     assert read_validation_bleu(log) == {1: 0.05, 2: 0.125}
 
 
@@ -162,7 +162,7 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     test_images = [row["image"] for row in read_jsonl(project / "data/evaluation/captions.jsonl")]
     assert list(sections) == test_images[:DEFAULT_SAMPLES]
     best_epoch = read_json(project / "metrics/train/metrics.json")["best_epoch"]
-    bleu = read_validation_bleu(project / "metrics/train/plots/metrics/eval/bleu4.tsv")
+    bleu = read_validation_bleu(project / "metrics/train/epochs.tsv")
     epochs = FAST_PARAMS["train"]["epochs"]
     expected = [[f"{n} (chosen)" if n == best_epoch else str(n), f"{bleu[n]:.4f}"]
                 for n in range(1, epochs + 1)]

@@ -71,9 +71,10 @@ def test_eval_metrics_are_the_scores_of_the_written_captions(project):
 
 
 def test_training_logs_every_epoch_numbered_from_one(project):
-    with open(project / "metrics/train/plots/metrics/train/loss.tsv") as handle:
-        steps = [int(row["step"]) for row in csv.DictReader(handle, delimiter="\t")]
-    assert steps == list(range(1, EPOCHS + 1))
+    with open(project / "metrics/train/epochs.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
+    assert all(float(row["loss"]) > 0 and float(row["val_loss"]) > 0 for row in rows)
     summary = read_json(project / "metrics/train/metrics.json")
     assert summary["step"] == EPOCHS and 1 <= summary["best_epoch"] <= EPOCHS
     assert len(read_json(project / "metrics/speed/train.json")["epoch_seconds"]) == EPOCHS

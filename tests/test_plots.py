@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.project import ROOT, commit_all, dvc, run
 
-LIVE_PLOTS = Path("metrics/train/plots/metrics")
+HISTORY = Path("metrics/train/epochs.tsv")
 SAMPLE_PLOTS = Path("data/evaluation/samples")
 SAMPLE_NAMES = ("01_pic_001.png", "02_pic_007.png")
 CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch"}
@@ -26,14 +26,13 @@ IMAGE_PLOT = re.compile(r"<p>(data/evaluation/samples/[^<]+)</p>((?:\s*<div[^>]*
 REVISION_IMAGE = re.compile(r"<p>([^<]*)</p>\s*<img src=\"([^\"]+)\">")
 
 
-def write_live_metrics(project: Path, epochs: int, offset: float) -> None:
-    """DVCLive-style TSVs, steps 1..epochs."""
-    columns = {"train/loss.tsv": "loss", "eval/loss.tsv": "loss", "eval/bleu4.tsv": "bleu4"}
-    for name, column in columns.items():
-        path = project / LIVE_PLOTS / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = "".join(f"{step}\t{offset + 1 / step}\n" for step in range(1, epochs + 1))
-        path.write_text(f"step\t{column}\n{rows}")
+def write_history(project: Path, epochs: int, offset: float) -> None:
+    """The train stage's table of epochs 1..epochs."""
+    path = project / HISTORY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{epoch}\t{offset + 1 / epoch}\t{offset + 2 / epoch}\t{0.1 * epoch}\n"
+                   for epoch in range(1, epochs + 1))
+    path.write_text(f"epoch\tloss\tval_loss\tval_bleu4\n{rows}")
 
 
 def write_sample_plots(project: Path, shade: int) -> None:
@@ -50,7 +49,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copy2(ROOT / "dvc.yaml", tmp_path)
     shutil.copy2(ROOT / ".dvc/config", tmp_path / ".dvc")
     shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
-    write_live_metrics(tmp_path, epochs=4, offset=2.0)
+    write_history(tmp_path, epochs=4, offset=2.0)
     write_sample_plots(tmp_path, shade=40)
     run(["git", "init", "-q"], tmp_path)
     commit_all(tmp_path, "four epochs")
@@ -95,14 +94,15 @@ def test_show_writes_two_charts_that_need_no_network_then_the_sample_images(proj
         assert x_axis["axis"]["tickMinStep"] == 1 and x_axis["axis"]["format"] == "d"
         assert x_axis["scale"]["zero"] is False
     loss_points = specs["Loss per epoch"]["data"]["values"]
-    assert sorted(int(point["step"]) for point in loss_points) == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert sorted((int(point["epoch"]), point["field"]) for point in loss_points) == [
+        (epoch, field) for epoch in range(1, 5) for field in ("loss", "val_loss")]
     assert image_plots(page, project / "page") == {
         f"{SAMPLE_PLOTS}/{name}": ["workspace"] for name in SAMPLE_NAMES}
     assert page.rindex("vegaEmbed(") < page.index(f"<p>{SAMPLE_PLOTS}/")
 
 
 def test_diff_overlays_two_revisions_in_the_same_two_charts_and_pairs_their_images(project):
-    write_live_metrics(project, epochs=6, offset=1.0)
+    write_history(project, epochs=6, offset=1.0)
     write_sample_plots(project, shade=200)
     commit_all(project, "six epochs")
 
@@ -115,7 +115,7 @@ def test_diff_overlays_two_revisions_in_the_same_two_charts_and_pairs_their_imag
     bleu_points = specs["Validation BLEU-4 per epoch"]["data"]["values"]
     steps_by_revision: dict[str, list[int]] = {}
     for point in bleu_points:
-        steps_by_revision.setdefault(point["rev"], []).append(int(point["step"]))
+        steps_by_revision.setdefault(point["rev"], []).append(int(point["epoch"]))
     assert steps_by_revision == {"HEAD~1": [1, 2, 3, 4], "HEAD": [1, 2, 3, 4, 5, 6]}
     assert image_plots(page, project / "page") == {
         f"{SAMPLE_PLOTS}/{name}": ["HEAD~1", "HEAD"] for name in SAMPLE_NAMES}
