@@ -17,10 +17,11 @@ from typing import Any
 from dvc_objects.fs.utils import copyfile
 
 from captioner.errors import PipelineError
-from captioner.fetching import DEFAULT_POLICY, MB, Fetched, HttpPolicy, fetch, local_path, source_name
+from captioner.fetching import DEFAULT_POLICY, Fetched, HttpPolicy, fetch
 from captioner.files import atomic_path
 from captioner.image_files import IMAGE_SUFFIXES, image_id, list_images
 from captioner.params import DownloadParams
+from captioner.sources import MB, local_path, source_name
 from captioner.unpacking import TEXT_SUFFIXES, Unpacked, is_archive, unpack_images, unpack_text
 
 

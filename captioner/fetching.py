@@ -15,9 +15,7 @@ import dataclasses
 import hashlib
 import re
 import sys
-import urllib.parse
-import urllib.request
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,8 +25,8 @@ from urllib3.util.retry import Retry
 
 from captioner.errors import PipelineError
 from captioner.files import read_json, write_json
+from captioner.sources import check_sha256, local_path, sha256_of, source_name
 
-MB = 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -64,35 +62,6 @@ class _Interrupted(Exception):
     """The body stopped early or the server's answer means starting over: worth another request."""
 
 
-def source_name(source: str) -> str:
-    """The file name a source ends in (its URL path's or its path's last part)."""
-    return PurePosixPath(urllib.parse.urlparse(source).path).name or "download"
-
-
-def local_path(source: str) -> Path | None:
-    """The local file or folder a source names (`file://` URL or plain path), or None for http(s)."""
-    parsed = urllib.parse.urlparse(source)
-    if parsed.scheme in ("http", "https"):
-        return None
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise PipelineError(f"{source}: file:// URLs must name a local file (no host)")
-        return Path(urllib.request.url2pathname(parsed.path))
-    if parsed.scheme:
-        raise PipelineError(f"{source}: unsupported URL scheme '{parsed.scheme}' "
-                            "(use https://, http://, file:// or a local path)")
-    return Path(source)
-
-
-def sha256_of(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(
     source: str, expected_sha256: str, partial_dir: Path, *, setting: str,
     policy: HttpPolicy = DEFAULT_POLICY,
@@ -117,12 +86,6 @@ def fetch(
     except PipelineError:
         partial.discard()
         raise
-
-
-def check_sha256(source: str, expected_sha256: str, actual: str) -> None:
-    """Refuses a file whose sha256 is not the expected one (an empty expectation accepts any)."""
-    if expected_sha256 and actual != expected_sha256:
-        raise PipelineError(f"{source}: sha256 mismatch: expected {expected_sha256}, got {actual}")
 
 
 def server_validators(url: str, partial_dir: Path) -> dict[str, str | None]:

@@ -28,15 +28,13 @@ from captioner.fetching import (
     DEFAULT_POLICY,
     Fetched,
     HttpPolicy,
-    check_sha256,
     fetch,
-    local_path,
     server_validators,
-    source_name,
     unchanged_on_server,
 )
 from captioner.files import atomic_path, read_json, write_json
 from captioner.pretrained import GZIP, MANIFEST, Kind, builtin_manifest, file_manifest
+from captioner.sources import check_sha256, local_path, source_name
 
 PARTIAL = "partial"
 

@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
 from captioner.errors import PipelineError
-from captioner.fetching import MB, Fetched, source_name
+from captioner.fetching import Fetched
 from captioner.image_files import is_image_name
+from captioner.sources import MB, source_name
 
 CHUNK_BYTES = 64 * 1024
 TEXT_SUFFIXES = (".txt", ".token", ".json", ".csv")

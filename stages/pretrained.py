@@ -29,5 +29,6 @@ def main() -> None:
         metrics[kind.stem] = record
     write_json(PRETRAINED_METRICS, metrics)
 
+
 if __name__ == "__main__":
     run_stage(main)

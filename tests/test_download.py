@@ -19,9 +19,10 @@ import yaml
 
 from captioner.download import download_dataset
 from captioner.errors import PipelineError
-from captioner.fetching import HttpPolicy, fetch, local_path
+from captioner.fetching import HttpPolicy, fetch
 from captioner.files import read_json
 from captioner.params import DownloadParams
+from captioner.sources import local_path
 from tests.http_server import serve_directory
 from tests.project import copy_project, dvc, run, set_params
 from tests.test_unpacking import files_under, make_tar, make_zip

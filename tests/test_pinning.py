@@ -12,9 +12,10 @@ import pytest
 from captioner import pinning
 from captioner.embeddings import matrix_from_file
 from captioner.errors import PipelineError
-from captioner.fetching import HttpPolicy, sha256_of
+from captioner.fetching import HttpPolicy
 from captioner.pinning import bring
 from captioner.pretrained import MANIFEST, VECTORS, WEIGHTS, read_placed
+from captioner.sources import sha256_of
 from tests.http_server import serve_directory
 from tests.vectors import random_vectors, train_bin, write_vec
 
