@@ -8,7 +8,10 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import csv
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,15 +62,18 @@ def caption_dataset(
         lambda row, ids: ((tf.gather(image_features, row), ids[:-1]), ids[1:]),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
-    longest = max(len(ids) - 1 for record in records for ids in record["tokens"])
-    boundaries = [bound for bound in LENGTH_BUCKETS if bound <= longest] + [longest + 1]
+    lengths = [len(ids) - 1 for record in records for ids in record["tokens"]]
+    boundaries = [bound for bound in LENGTH_BUCKETS if bound <= max(lengths)] + [max(lengths) + 1]
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda inputs, target: tf.shape(target)[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         pad_to_bucket_boundary=True,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Stated, so Keras knows where an epoch ends instead of warning that the data "ran out".
+    per_bucket = collections.Counter(bisect.bisect_right(boundaries, length) for length in lengths)
+    batches = sum(math.ceil(count / batch_size) for count in per_bucket.values())
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from captioner.files import write_json
+from captioner.pretrained import MANIFEST, VECTORS, WEIGHTS, builtin_manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLE = SHARED / "flickr8k-sample"
@@ -86,3 +89,10 @@ def stages_run(output: str) -> list[str]:
     """Names of the stages a `dvc repro` or `dvc exp run` output says it ran."""
     return [line.split("'")[1] for line in output.splitlines()
             if line.startswith("Running stage '")]
+
+
+def place_builtin_pretrained(project: Path, vectors: str = "train", weights: str = "imagenet") -> None:
+    """What the pretrained stage writes for built-in sources, for tests that run embed or
+    extract_features without it."""
+    for kind, builtin in ((VECTORS, vectors), (WEIGHTS, weights)):
+        write_json(project / kind.folder / MANIFEST, builtin_manifest(builtin))

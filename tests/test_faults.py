@@ -39,7 +39,7 @@ from captioner.formats.flickr8k import SPLIT_FILES, TOKEN_FILE
 from captioner.model import build_captioner
 from captioner.text import SPECIAL_TOKENS
 from tests.http_server import serve_directory
-from tests.project import ROOT, environment, set_params
+from tests.project import ROOT, environment, place_builtin_pretrained, set_params
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 FRACTIONS = (0.3, 0.6, 0.9)
@@ -189,6 +189,7 @@ def project_with(tmp_path: Path, changes: dict[str, dict]) -> Path:
     project.mkdir()
     (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     set_params(project, changes)
+    place_builtin_pretrained(project)
     return project
 
 

@@ -18,6 +18,7 @@ from captioner.errors import PipelineError
 from captioner.features import BACKGROUND, BadImage, FeatureExtractor, image_batches, load_pixels
 from captioner.files import read_json, read_npy
 from stages import extract_features
+from tests.project import place_builtin_pretrained
 
 RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 160, 0), (255, 255, 0)
 ORIENTATION_TAG = 0x0112
@@ -284,6 +285,7 @@ def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
     section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "batch_size": 4,
                "decode_threads": 2, "max_bad_fraction": max_bad_fraction}
     (folder / "params.yaml").write_text(yaml.safe_dump({"extract_features": section}))
+    place_builtin_pretrained(folder)
 
 
 def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -43,6 +45,17 @@ def write_vec(path: Path, vectors: dict[str, np.ndarray]) -> Path:
     return path
 
 
+# fastText trains in a fresh interpreter: in a process that has run TensorFlow (a test session)
+# its training can diverge ("Encountered NaN"); the embed stage, too, runs in a process of its own.
+TRAIN_IN_FRESH_PROCESS = """
+import sys, fasttext
+corpus, target, dim, minn, maxn, bucket = sys.argv[1:]
+model = fasttext.train_unsupervised(corpus, model="skipgram", dim=int(dim), epoch=2, minn=int(minn),
+                                    maxn=int(maxn), bucket=int(bucket), minCount=1, thread=1, verbose=0)
+model.save_model(target)
+"""
+
+
 def train_bin(path: Path, dim: int = 8, minn: int = 2, maxn: int = 4) -> fasttext.FastText._FastText:
     """Trains a skipgram model on sentences of CORPUS_WORDS and saves it to `path` (`.bin`, or
     gzip-compressed for `.bin.gz`); returns the model."""
@@ -51,11 +64,11 @@ def train_bin(path: Path, dim: int = 8, minn: int = 2, maxn: int = 4) -> fasttex
     path.parent.mkdir(parents=True, exist_ok=True)
     corpus.write_text("".join(" ".join(rng.permutation(CORPUS_WORDS)) + "\n" for _ in range(30)),
                       encoding="utf-8")
-    model = fasttext.train_unsupervised(str(corpus), model="skipgram", dim=dim, epoch=2, minn=minn,
-                                        maxn=maxn, bucket=BUCKET, minCount=1, thread=1, verbose=0)
-    corpus.unlink()
     plain = path.with_suffix("") if path.suffix == ".gz" else path
-    model.save_model(str(plain))
+    subprocess.run([sys.executable, "-c", TRAIN_IN_FRESH_PROCESS, str(corpus), str(plain), str(dim),
+                    str(minn), str(maxn), str(BUCKET)], check=True)
+    corpus.unlink()
+    model = fasttext.load_model(str(plain))
     if plain != path:
         with open(plain, "rb") as source, gzip.open(path, "wb", compresslevel=1) as target:
             shutil.copyfileobj(source, target)
