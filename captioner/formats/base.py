@@ -128,3 +128,8 @@ def id_field(item: Any, key: str) -> int | str | None:
     """`item[key]` when `item` is an object whose `key` holds a number or a string; None otherwise."""
     value = item.get(key) if isinstance(item, dict) else None
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def first_missing(fields: dict[str, Any]) -> str | None:
+    """The first key of `fields` whose value is None (absent, or not of the type it must have)."""
+    return next((key for key, value in fields.items() if value is None), None)

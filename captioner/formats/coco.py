@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, id_field, json_items, text_field
+from captioner.formats.base import Entry, Skips, Source, first_missing, id_field, json_items, text_field
 from captioner.text import has_words
 
 NAME = "coco"
@@ -44,17 +44,17 @@ def _entries(path: Path, split: str, skips: Skips) -> Iterator[Entry]:
     file_names: dict[int | str, str] = {}
     for index, image in json_items(path, "images.item"):
         place = f"images[{index}]"
-        image_id, file_name = id_field(image, "id"), text_field(image, "file_name")
-        if image_id is None or file_name is None:
-            skips.skip("missing_key", path, f"{place}.{'id' if image_id is None else 'file_name'}")
+        fields = {"id": id_field(image, "id"), "file_name": text_field(image, "file_name")}
+        if missing := first_missing(fields):
+            skips.skip("missing_key", path, f"{place}.{missing}")
             continue
-        file_names[image_id] = file_name
-        yield Entry(file_name, None, split, path, place)
+        file_names[fields["id"]] = fields["file_name"]
+        yield Entry(fields["file_name"], None, split, path, place)
     for index, annotation in json_items(path, "annotations.item"):
         place = f"annotations[{index}]"
         image_id, caption = id_field(annotation, "image_id"), text_field(annotation, "caption")
-        if image_id is None or caption is None:
-            skips.skip("missing_key", path, f"{place}.{'image_id' if image_id is None else 'caption'}")
+        if missing := first_missing({"image_id": image_id, "caption": caption}):
+            skips.skip("missing_key", path, f"{place}.{missing}")
         elif image_id not in file_names:
             skips.skip("unknown_image_id", path, f"{place}.image_id")
         elif not has_words(caption):

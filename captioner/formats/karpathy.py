@@ -13,6 +13,7 @@ from captioner.formats.base import (
     Entry,
     Skips,
     Source,
+    first_missing,
     json_items,
     only_file,
     split_named,
@@ -40,8 +41,8 @@ def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
     for index, image in json_items(path, "images.item"):
         place = f"images[{index}]"
         filename, split = text_field(image, "filename"), text_field(image, "split")
-        if filename is None or split is None:
-            skips.skip("missing_key", path, f"{place}.{'split' if filename else 'filename'}")
+        if missing := first_missing({"filename": filename, "split": split}):
+            skips.skip("missing_key", path, f"{place}.{missing}")
             continue
         folder = text_field(image, "filepath")
         name = f"{folder.strip('/')}/{filename}" if folder else filename
