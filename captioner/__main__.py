@@ -29,6 +29,10 @@ def image_paths(arguments: list[str]) -> list[Path]:
     return paths
 
 
+# Images decoded together outside a project, where no evaluate params say; it changes only speed.
+DECODE_BATCH_SIZE = 64
+
+
 def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
     """The feature extractor (backbone, weights, batch shape) a model was trained with, refused
     when the model cannot use its features."""
@@ -54,7 +58,8 @@ def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run predict in the project "
                             "folder (it decodes as the evaluate stage does) or give --beam-size, "
                             "--length-penalty and --max-length")
-    return params.EvaluateParams(**given, batch_size=64, report_images=0, sample_images=1)
+    return params.EvaluateParams(**given, batch_size=DECODE_BATCH_SIZE, report_images=0,
+                                 sample_images=1)
 
 
 def predict(arguments: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from captioner.backbones import IMAGE_SIZE, build_backbone, feature_dim
 from captioner.errors import PipelineError
-from captioner.files import read_json
+from captioner.image_files import image_id, list_images
 
 # Largest image decoded in full (about 100 MB as RGB). JPEGs are decoded already reduced (libjpeg's
 # DCT scaling by up to 8 per side, never below 224), so in practice only huge PNGs etc. are refused.
@@ -122,8 +122,9 @@ class FeatureExtractor:
 
     The CNN always runs on exactly `batch_size` images: a short batch is padded with black images
     whose rows are dropped. oneDNN picks its kernels per batch shape, and kernels differ in the last
-    float32 bits, so one fixed shape keeps an image's features independent of how many images a
-    run has (the stage's thousands or predict's one).
+    float32 bits, so one fixed shape gives an image the same kernels however many images a run has
+    (the stage's thousands or predict's one); its features then agree within float16 rounding
+    (bit for bit on the CPUs tested, though nothing promises it for another row position).
     """
 
     def __init__(self, backbone: str, weights: str, batch_size: int,
@@ -138,15 +139,6 @@ class FeatureExtractor:
             lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False),
             input_signature=[tf.TensorSpec((batch_size, *PIXELS_SHAPE), tf.uint8)],
         )
-
-    @classmethod
-    def from_description(cls, path: Path | str, decode_threads: int = 2) -> FeatureExtractor:
-        """Rebuilds the extractor described by a backbone.json written by the extract stage."""
-        try:
-            description = read_json(path)
-        except (OSError, ValueError) as error:
-            raise PipelineError(f"{path}: cannot read backbone description: {error!r}") from None
-        return cls.from_mapping(description, str(path), decode_threads)
 
     @classmethod
     def from_mapping(cls, description: object, source: str,
@@ -173,7 +165,7 @@ class FeatureExtractor:
         return extractor
 
     def description(self) -> dict[str, str | int]:
-        """What from_description needs to rebuild this extractor: DESCRIPTION_KEYS' values."""
+        """What from_mapping needs to rebuild this extractor: DESCRIPTION_KEYS' values."""
         return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim,
                 "batch_size": self.batch_size}
 
@@ -205,4 +197,25 @@ class FeatureExtractor:
             paths=[Path(path) for path, ok in zip(paths, good, strict=True) if ok],
             bad=[(Path(path), reason) for path, reason in zip(paths, reasons, strict=True)
                  if reason],
+        )
+
+
+def find_images(root: Path) -> list[Path]:
+    """The image files under `root` in id order; refuses a missing or image-less folder."""
+    if not root.is_dir():
+        raise PipelineError(f"{root}: image folder not found (run the download stage first)")
+    paths = list_images(root)
+    if not paths:
+        raise PipelineError(f"{root}: no images")
+    return paths
+
+
+def check_bad_fraction(extraction: Extraction, root: Path, total: int, max_bad_fraction: float) -> None:
+    """Fails when more than `max_bad_fraction` of the `total` images under `root` could not be decoded."""
+    if len(extraction.bad) > max_bad_fraction * total:
+        path, reason = extraction.bad[0]
+        raise PipelineError(
+            f"{root}: {len(extraction.bad)} of {total} images cannot be decoded, more than "
+            f"extract_features.max_bad_fraction={max_bad_fraction} "
+            f"(first: {image_id(path, root)}: {reason})"
         )

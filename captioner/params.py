@@ -2,7 +2,8 @@
 
 params.yaml is the one place where values live: every key is required there, none has a default here.
 
-Each stage loads only its own section with `load(Section)`. Unknown keys, wrong types and
+Each stage loads only its own section with `load(Section)`, but for `pretrained`, which reads the
+keys of embed and extract_features that name files. Unknown keys, wrong types and
 out-of-range values are rejected before any work starts, with the key named.
 """
 

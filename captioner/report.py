@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captioner.epoch_table import EpochRow, EpochTable, unsaved_note
+from captioner.paths import BEST_MODEL
 from captioner.sample_plots import open_photo
 
 THUMBNAIL_BOX = (128, 96)
@@ -67,7 +68,7 @@ def legend(table: EpochTable, layout: str) -> str:
     """What the table shows, after `layout` (how it is laid out), as one paragraph of plain text."""
     return (f"{layout} Captions decode with {table.decoding}; val BLEU-4 is the epoch's score on "
             "the validation images in the train stage; the chosen epoch is the one in "
-            "models/model.keras. " + unsaved_note(table)).strip()
+            f"{BEST_MODEL}. " + unsaved_note(table)).strip()
 
 
 def epoch_table_html(table: EpochTable, images: Path) -> str:

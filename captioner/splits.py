@@ -11,7 +11,7 @@ import numpy as np
 
 from captioner.errors import PipelineError
 from captioner.files import read_json, read_jsonl, read_npy
-from captioner.paths import CAPTIONS, FEATURES
+from captioner.paths import CAPTIONS, FEATURES, FEATURES_METRICS
 
 
 @dataclass
@@ -59,7 +59,7 @@ def load_split(name: str, features: Features, captions: Path = CAPTIONS) -> Spli
     without = [record["image"] for record in records if record["image"] not in features.row]
     if not kept:
         raise PipelineError(f"{captions / name}.jsonl: none of its {len(records)} images has "
-                            f"features in {FEATURES} (see metrics/features.json)")
+                            f"features in {FEATURES} (see {FEATURES_METRICS})")
     return Split(kept, features.of([record["image"] for record in kept]), without)
 
 
@@ -71,4 +71,4 @@ def warn_without_features(splits: dict[str, Split]) -> None:
         first = next(split.without_features[0] for split in splits.values() if split.without_features)
         listed = ", ".join(f"{count} {name}" for name, count in counts.items())
         print(f"warning: {FEATURES}: no features for {listed} images (undecodable, e.g. {first}; "
-              "see metrics/features.json): their captions are left out", file=sys.stderr)
+              f"see {FEATURES_METRICS}): their captions are left out", file=sys.stderr)

@@ -24,10 +24,11 @@ import tensorflow as tf
 
 from captioner.decoding import Decoder
 from captioner.files import atomic_path
+from captioner.model import build_captioner
 from captioner.params import TrainParams
 from captioner.run_state import Progress, RunFolder
 from captioner.scoring import bleu4
-from captioner.text import decode
+from captioner.text import PAD_ID, decode
 
 # Captions are batched with others of similar length so that little of each batch is padding, and
 # padded to their bucket's bound so that the training step is traced for only a few shapes.
@@ -122,6 +123,21 @@ class TrainingData:
     def target_tokens(self) -> int:
         """Words the model predicts in one epoch (each caption's tokens after the start token)."""
         return sum(len(ids) - 1 for record in self.train for ids in record["tokens"])
+
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "sgd": keras.optimizers.SGD}
+
+
+def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray,
+                       feature_dim: int) -> keras.Model:
+    """A new captioner built and compiled as `config` says (precision, layers, optimizer)."""
+    keras.mixed_precision.set_global_policy(config.precision)
+    model = build_captioner(embedding_matrix, feature_dim, config.units, config.rnn, config.dropout,
+                            config.train_embedding, config.image_init_state)
+    model.compile(optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
+    return model
 
 
 def learning_rate(config: TrainParams, epoch: int) -> float:

@@ -10,36 +10,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from captioner import params
-from captioner.errors import PipelineError, run_stage
-from captioner.features import Extraction, FeatureExtractor
+from captioner.errors import run_stage
+from captioner.features import Extraction, FeatureExtractor, check_bad_fraction, find_images
 from captioner.files import atomic_path, write_json, write_npy
-from captioner.image_files import image_id, list_images
+from captioner.image_files import image_id
 from captioner.paths import FEATURES, FEATURES_METRICS, FEATURES_SPEED, RAW_IMAGES
 from captioner.pretrained import WEIGHTS, read_placed
-
-
-def find_images() -> list[Path]:
-    """The image files under RAW_IMAGES in id order; refuses a missing or image-less folder."""
-    if not RAW_IMAGES.is_dir():
-        raise PipelineError(f"{RAW_IMAGES}: image folder not found (run the download stage first)")
-    paths = list_images(RAW_IMAGES)
-    if not paths:
-        raise PipelineError(f"{RAW_IMAGES}: no images")
-    return paths
-
-
-def check_bad_fraction(extraction: Extraction, total: int, max_bad_fraction: float) -> None:
-    """Fails when more than `max_bad_fraction` of the images could not be decoded."""
-    if len(extraction.bad) > max_bad_fraction * total:
-        path, reason = extraction.bad[0]
-        raise PipelineError(
-            f"{RAW_IMAGES}: {len(extraction.bad)} of {total} images cannot be decoded, more than "
-            f"extract_features.max_bad_fraction={max_bad_fraction} "
-            f"(first: {image_id(path, RAW_IMAGES)}: {reason})"
-        )
 
 
 def write_features(extraction: Extraction, description: dict[str, str | int]) -> None:
@@ -53,7 +31,7 @@ def write_features(extraction: Extraction, description: dict[str, str | int]) ->
 
 def main() -> None:
     settings = params.load(params.ExtractFeaturesParams)
-    paths = find_images()
+    paths = find_images(RAW_IMAGES)
     weights = read_placed(WEIGHTS)
     extractor = FeatureExtractor(settings.backbone, weights.builtin or str(weights.path),
                                  settings.batch_size, settings.decode_threads)
@@ -62,7 +40,7 @@ def main() -> None:
     images_per_s = len(paths) / (time.perf_counter() - start)
     for path, reason in extraction.bad:
         print(f"warning: {path}: left out: {reason}", file=sys.stderr)
-    check_bad_fraction(extraction, len(paths), settings.max_bad_fraction)
+    check_bad_fraction(extraction, RAW_IMAGES, len(paths), settings.max_bad_fraction)
     write_features(extraction, extractor.description())
     write_json(FEATURES_METRICS, {
         "backbone": settings.backbone,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -304,7 +305,7 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch):
     assert metrics["count"] == 7 and metrics["dim"] == 1280
     assert [bad["file"] for bad in metrics["bad_images"]] == sorted(write_bad_images(tmp_path))
     assert read_json("metrics/speed/extract_features.json")["images_per_s"] > 0
-    rebuilt = FeatureExtractor.from_description("data/features/backbone.json")
+    rebuilt = FeatureExtractor.from_mapping(read_json("data/features/backbone.json"), "backbone.json")
     assert rebuilt.batch_size == 4
     alone = [rebuilt.extract([Path("data/raw/images") / image_id]).features for image_id in ids]
     assert_same_batch_shape_features(np.concatenate(alone), features)
@@ -318,14 +319,13 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch):
     ('{"backbone": "vgg16", "weights": "imagenet", "dim": 1280, "batch_size": 4}',
      "unknown backbone 'vgg16'"),
     ("[1]", "backbone description must be a JSON object"),
-    ("{", "cannot read backbone description"),
 ])
 def test_unusable_backbone_description_is_refused_naming_the_file(tmp_path, description, problem):
     path = tmp_path / "backbone.json"
     path.write_text(description)
 
     with pytest.raises(PipelineError, match=re.escape(f"{path}: {problem}")):
-        FeatureExtractor.from_description(path)
+        FeatureExtractor.from_mapping(json.loads(path.read_text()), str(path))
 
 
 def test_stage_fails_when_too_many_images_are_bad(tmp_path, monkeypatch):

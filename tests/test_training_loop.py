@@ -12,10 +12,16 @@ import pytest
 
 from captioner import params
 from captioner.artifacts import save_model
-from captioner.model import build_captioner
 from captioner.run_state import RunFolder
-from captioner.text import END_ID, PAD_ID, START_ID
-from captioner.training import TrainingData, improves, learning_rate, seed_everything, train
+from captioner.text import END_ID, START_ID
+from captioner.training import (
+    TrainingData,
+    compiled_captioner,
+    improves,
+    learning_rate,
+    seed_everything,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]
@@ -51,11 +57,7 @@ def config(**changes) -> params.TrainParams:
 def new_model(settings: params.TrainParams) -> keras.Model:
     seed_everything(settings.seed)
     embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
-    model = build_captioner(embedding, 3, settings.units, settings.rnn, settings.dropout,
-                            settings.train_embedding, settings.image_init_state)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
-    return model
+    return compiled_captioner(settings, embedding, feature_dim=3)
 
 
 def run_training(folder: Path, settings: params.TrainParams, data: TrainingData):
