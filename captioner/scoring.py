@@ -1,4 +1,5 @@
-"""Caption scores with the coco-caption scorers of pycocoevalcap (BLEU-1..4, CIDEr, ROUGE-L)."""
+"""Caption scores with the coco-caption scorers of pycocoevalcap (BLEU-1..4, CIDEr, ROUGE-L), and how
+varied the captions are."""
 
 from __future__ import annotations
 
@@ -52,3 +53,12 @@ def bleu4(hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
     """Corpus BLEU-4 alone, for per-epoch validation."""
     bleu, _ = Bleu(4).compute_score(*_tokenized(hypotheses, references), verbose=0)
     return float(bleu[3])
+
+
+def diversity(captions: Sequence[str]) -> dict[str, float | int]:
+    """The share of captions that no other image got word for word, after cleaning, and the number of
+    distinct words used: a captioner that says the same thing to every dog scores well and helps
+    nobody."""
+    cleaned = [" ".join(clean(caption)) for caption in captions]
+    return {"distinct_captions": len(set(cleaned)) / max(len(cleaned), 1),
+            "distinct_words": len({word for caption in cleaned for word in caption.split()})}

@@ -14,7 +14,7 @@ from captioner.files import atomic_path, write_json, write_jsonl
 from captioner.paths import BEST_MODEL, EVAL_METRICS, EVAL_SPEED, EVALUATION, RAW_IMAGES, SAMPLE_PLOTS
 from captioner.report import render_report, render_samples_markdown
 from captioner.sample_plots import write_sample_plots
-from captioner.scoring import score_captions
+from captioner.scoring import diversity, score_captions
 from captioner.splits import load_features, load_split, warn_without_features
 from captioner.text import decode
 
@@ -51,6 +51,7 @@ def main() -> None:
         write_sample_plots(table, RAW_IMAGES, folder / SAMPLE_PLOTS.name)
     write_json(EVAL_METRICS, {
         **{name: round(value, 5) for name, value in scores.items()},
+        **{name: round(value, 5) for name, value in diversity(list(hypotheses.values())).items()},
         "test_images": len(images),
         "test_images_without_features": len(test.without_features),
         "beam_size": config.beam_size,

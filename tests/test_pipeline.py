@@ -67,6 +67,9 @@ def test_eval_metrics_are_the_scores_of_the_written_captions(project):
     written = read_json(project / "metrics/eval.json")
     assert {name: round(value, 5) for name, value in scores.items()} == \
         {name: written[name] for name in scores}
+    captions = [row["caption"] for row in rows]
+    assert written["distinct_words"] == len({word for caption in captions for word in caption.split()})
+    assert written["distinct_captions"] == round(len(set(captions)) / len(captions), 5)
     assert (project / "data/evaluation/report.html").read_text().count("<figure>") == 4
 
 

@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioner.scoring import bleu4, score_captions
+from captioner.scoring import bleu4, diversity, score_captions
 
 REFERENCES = {
     "1.jpg": ["A dog runs across the grass .", "A brown dog is running on a lawn ."],
@@ -39,3 +39,9 @@ def test_a_perfect_caption_scores_one_and_an_empty_one_zero():
     assert perfect["rouge_l"] == pytest.approx(1.0)
     empty = score_captions({"1.jpg": ""}, REFERENCES)
     assert empty["bleu1"] == pytest.approx(0.0) and empty["rouge_l"] == 0.0
+
+
+def test_diversity_counts_distinct_captions_after_cleaning_and_distinct_words():
+    captions = ["A dog runs.", "a dog runs", "a cat sleeps", "a dog runs on grass"]
+    assert diversity(captions) == {"distinct_captions": 0.75, "distinct_words": 7}
+    assert diversity([]) == {"distinct_captions": 0.0, "distinct_words": 0}
