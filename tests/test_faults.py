@@ -313,5 +313,8 @@ def test_evaluate_survives_sigkill(tmp_path):
                             feature_dim=16, units=8, rnn="gru", dropout=0.0, train_embedding=False)
     save_model(model, project / "models/model.keras", vocabulary,
                {"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 16})
+    # What train writes beside the model for the epoch table: one epoch, the chosen one.
+    write_json(project / "metrics/train/metrics.json", {"best_epoch": 1})
+    (project / "metrics/train/epochs.tsv").write_text("epoch\tloss\tval_loss\tval_bleu4\n1\t3\t3\t0\n")
     exercise(project, "evaluate", lambda project: set_params(
         project, {"evaluate": {"beam_size": 1, "report_images": 3}}))
