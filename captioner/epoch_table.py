@@ -10,7 +10,6 @@ table has the chosen epoch's row alone). Every model decodes as `python -m capti
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from captioner.files import read_json
 from captioner.params import EvaluateParams
 from captioner.paths import (
     BEST_MODEL,
+    EPOCH_MODEL_NAME,
     EPOCH_MODELS,
     FEATURES_METRICS,
     PARAMS_FILE,
@@ -32,9 +32,6 @@ from captioner.paths import (
 )
 from captioner.splits import Split
 from captioner.text import decode
-
-# How the train stage names the model of epoch N (from 1) in EPOCH_MODELS.
-EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ that the files it opens are exactly the ones declared.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
@@ -41,6 +42,7 @@ MODELS = Path("models")
 BEST_MODEL = MODELS / "model.keras"
 # With train.save_every_epoch, the model of every epoch: epoch_001.keras, ...
 EPOCH_MODELS = MODELS / "epochs"
+EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
 TRAIN_RUN = Path("data/train_run")
 TRAIN_LIVE = Path("metrics/train")
 # DVCLive's summary (last epoch's metrics, best_epoch) and the train stage's table of every epoch's
@@ -59,3 +61,8 @@ EVAL_SPEED = Path("metrics/speed/evaluate.json")
 def split_file(name: str) -> Path:
     """The tokenize stage's records of one split (train, val or test)."""
     return CAPTIONS / f"{name}.jsonl"
+
+
+def epoch_model_name(number: int) -> str:
+    """The file name of the model of epoch `number` (from 1); EPOCH_MODEL_NAME matches it."""
+    return f"epoch_{number:03d}.keras"

@@ -11,7 +11,7 @@ import numpy as np
 
 from captioner.errors import PipelineError
 from captioner.files import read_json, read_jsonl, read_npy
-from captioner.paths import CAPTIONS, FEATURES, FEATURES_METRICS
+from captioner.paths import CAPTIONS, FEATURES, FEATURES_METRICS, split_file
 
 
 @dataclass
@@ -54,11 +54,12 @@ def load_split(name: str, features: Features, captions: Path = CAPTIONS) -> Spli
     Images the extract_features stage could not decode have no features: their records are left
     out (the stage already checked they are few, see extract_features.max_bad_fraction).
     """
-    records = read_jsonl(captions / f"{name}.jsonl")
+    path = captions / split_file(name).name
+    records = read_jsonl(path)
     kept = [record for record in records if record["image"] in features.row]
     without = [record["image"] for record in records if record["image"] not in features.row]
     if not kept:
-        raise PipelineError(f"{captions / name}.jsonl: none of its {len(records)} images has "
+        raise PipelineError(f"{path}: none of its {len(records)} images has "
                             f"features in {FEATURES} (see {FEATURES_METRICS})")
     return Split(kept, features.of([record["image"] for record in kept]), without)
 

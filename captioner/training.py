@@ -26,6 +26,7 @@ from captioner.decoding import Decoder
 from captioner.files import atomic_path
 from captioner.model import build_captioner
 from captioner.params import TrainParams
+from captioner.paths import epoch_model_name
 from captioner.run_state import Progress, RunFolder
 from captioner.scoring import bleu4
 from captioner.text import PAD_ID, decode
@@ -172,6 +173,7 @@ def train(
     bleu_records = data.validation[:data.bleu_images]
     bleu_references = {record["image"]: record["captions"] for record in bleu_records}
     bleu_features = data.validation_features[:len(bleu_records)]
+    max_length = data.max_length
     decoder = Decoder.from_model(model)
     for epoch in range(progress.epochs_done, config.epochs):
         if progress.out_of_patience(config.patience):
@@ -188,13 +190,13 @@ def train(
                 "fit_seconds": time.perf_counter() - started,
                 "val_loss": float(model.evaluate(validation_data, verbose=0)),
                 "val_bleu4": validation_bleu(decoder, bleu_features, bleu_references,
-                                             data.vocabulary, data.max_length)}
+                                             data.vocabulary, max_length)}
         improved = improves(config.monitor, logs[config.monitor], progress.best)
         if improved:
             progress.best = logs[config.monitor]
             save(model, run.best_model)
         if config.save_every_epoch:
-            save(model, run.epochs / f"epoch_{epoch + 1:03d}.keras")
+            save(model, run.epochs / epoch_model_name(epoch + 1))
         progress.record(logs, improved)
         run.save_checkpoint(model, progress)
         on_epoch(epoch + 1, logs)
