@@ -25,9 +25,8 @@ from urllib3.util.retry import Retry
 
 from captioner.errors import PipelineError
 from captioner.files import read_json, write_json
-from captioner.sources import check_sha256, local_path, sha256_of, source_name
+from captioner.sources import CHUNK_BYTES, check_sha256, local_path, sha256_of, source_name
 
-CHUNK_BYTES = 64 * 1024
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")

@@ -24,7 +24,6 @@ from dvc_objects.fs.utils import copyfile
 
 from captioner.errors import PipelineError
 from captioner.fetching import (
-    CHUNK_BYTES,
     DEFAULT_POLICY,
     Fetched,
     HttpPolicy,
@@ -34,7 +33,7 @@ from captioner.fetching import (
 )
 from captioner.files import atomic_path, read_json, write_json
 from captioner.pretrained import GZIP, MANIFEST, Kind, builtin_manifest, file_manifest
-from captioner.sources import check_sha256, local_path, source_name
+from captioner.sources import CHUNK_BYTES, check_sha256, local_path, source_name
 
 PARTIAL = "partial"
 

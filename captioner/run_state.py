@@ -16,6 +16,7 @@ from typing import Any
 import keras
 
 from captioner.files import atomic_path, read_json, write_json
+from captioner.sources import sha256_of
 
 
 def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
@@ -25,7 +26,7 @@ def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(str(file).encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
+            digest.update(bytes.fromhex(sha256_of(file)))
     return digest.hexdigest()
 
 

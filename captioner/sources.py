@@ -11,6 +11,8 @@ from pathlib import Path, PurePosixPath
 from captioner.errors import PipelineError
 
 MB = 1024 * 1024
+# How much of a file is read or written at a time when streaming it.
+CHUNK_BYTES = 64 * 1024
 
 
 def source_name(source: str) -> str:

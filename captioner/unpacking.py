@@ -24,9 +24,8 @@ from typing import IO
 from captioner.errors import PipelineError
 from captioner.fetching import Fetched
 from captioner.image_files import is_image_name
-from captioner.sources import MB, source_name
+from captioner.sources import CHUNK_BYTES, MB, source_name
 
-CHUNK_BYTES = 64 * 1024
 TEXT_SUFFIXES = (".txt", ".token", ".json", ".csv")
 ZIP_MAGIC = b"PK\x03\x04"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
