@@ -89,11 +89,13 @@ class EmbedParams:
 
 @dataclasses.dataclass(frozen=True)
 class ExtractFeaturesParams:
-    """`weights` ('imagenet', 'none' or a weights file's path or URL) is the pretrained stage's: it
-    brings the file into data/pretrained/weights, which extract_features reads."""
+    """`weights` ('imagenet', 'none' or a weights file's path or URL) and `weights_sha256` are the
+    pretrained stage's: it brings the file into data/pretrained/weights, which extract_features
+    reads."""
 
     backbone: str
     weights: str
+    weights_sha256: str
     batch_size: int
     decode_threads: int
     max_bad_fraction: float
@@ -103,6 +105,7 @@ class ExtractFeaturesParams:
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.decode_threads >= 1, "decode_threads", "must be >= 1")
         _require(0.0 <= self.max_bad_fraction <= 1.0, "max_bad_fraction", "must be in [0, 1]")
+        _require_sha256("weights_sha256", self.weights_sha256)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Keeps a pretrained folder (captioner.pretrained) in step with the source params name, cheaply.
 
-The pretrained stage runs on every `dvc repro` (DVC cannot see a file outside the project change),
-so finding a source unchanged must cost next to nothing. A state file in the scratch folder (not a
-DVC output) remembers per folder the source, what identified its content when it was placed (a
-local file's size, mtime and inode; a server's ETag and Last-Modified), its sha256 and the placed
-file's size and mtime. The same source with the same identity, in a folder left as placed, is not
-read at all; a URL costs one conditional request (HTTP 304). Otherwise the file is fetched
-(captioner.fetching: resumable, checksummed) and hashed, and the folder is replaced only if the
-content differs: a touched file, or the same file under another name or URL, changes nothing that
-DVC tracks. A server that cannot be reached leaves the folder as it is, with a warning.
+The pretrained stage reruns when its params change, often only a pin (a sha256) set for the file
+already placed, so finding a source unchanged must cost next to nothing. A state file in the
+scratch folder (not a DVC output) remembers per folder the source, what identified its content when
+it was placed (a local file's size, mtime and inode; a server's ETag and Last-Modified), its sha256
+and the placed file's size and mtime. The same source with the same identity, in a folder left as
+placed, is not read at all; a URL costs one conditional request (HTTP 304). Otherwise the file is
+fetched (captioner.fetching: resumable, checksummed) and hashed, and the folder is replaced only if
+the content differs: a touched file, or the same file under another name or URL, changes nothing
+that DVC tracks. A server that cannot be reached leaves the folder as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
     state_file = scratch / f"{kind.stem}.json"
     if source in kind.builtins:
         if expected_sha256:
-            raise PipelineError(f"{kind.setting}: '{source}' is not a file; leave the sha256 empty")
+            raise PipelineError(f"{kind.setting}: '{source}' is not a file; leave "
+                                f"{kind.sha256_setting} empty")
         with atomic_path(kind.folder) as folder:
             folder.mkdir()
             write_json(folder / MANIFEST, builtin_manifest(source))

@@ -22,12 +22,14 @@ GZIP = ".gz"
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """A kind of pretrained file: its folder, the params key naming its source, the names that are
-    not files, and the file-name endings accepted (longest first; empty: any ending)."""
+    """A kind of pretrained file: its folder, the params keys naming its source and pinning its
+    content, the names that are not files, and the file-name endings accepted (longest first;
+    empty: any ending)."""
 
     stem: str
     folder: Path
     setting: str
+    sha256_setting: str
     builtins: tuple[str, ...]
     endings: tuple[str, ...]
 
@@ -46,10 +48,11 @@ class Kind:
 
 
 # A .zip (fastText's wiki-news-300d-1M.vec.zip, crawl-300d-2M-subword.zip) is read for its .vec member.
-VECTORS = Kind("vectors", PRETRAINED_VECTORS, "embed.source", ("train",),
+VECTORS = Kind("vectors", PRETRAINED_VECTORS, "embed.source", "embed.sha256", ("train",),
                (".vec.gz", ".vec", ".bin.gz", ".bin", ".zip"))
 # Keras reads .weights.h5, .h5 and .keras files by their ending; EfficientNet-Lite0 a .pth of any name.
-WEIGHTS = Kind("weights", PRETRAINED_WEIGHTS, "extract_features.weights", ("imagenet", "none"), ())
+WEIGHTS = Kind("weights", PRETRAINED_WEIGHTS, "extract_features.weights",
+               "extract_features.weights_sha256", ("imagenet", "none"), ())
 
 
 @dataclasses.dataclass(frozen=True)

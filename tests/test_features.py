@@ -283,8 +283,8 @@ def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
     write_bad_images(images)
     (images / "a_rgb.jpg").rename(images / "more/a_rgb.jpg")
     (images / "notes.txt").write_text("not an image, so not counted as a bad one")
-    section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "batch_size": 4,
-               "decode_threads": 2, "max_bad_fraction": max_bad_fraction}
+    section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "weights_sha256": "",
+               "batch_size": 4, "decode_threads": 2, "max_bad_fraction": max_bad_fraction}
     (folder / "params.yaml").write_text(yaml.safe_dump({"extract_features": section}))
     place_builtin_pretrained(folder)
 

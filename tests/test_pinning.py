@@ -140,7 +140,7 @@ def test_a_builtin_source_leaves_only_its_manifest(tmp_path):
 @pytest.mark.parametrize(("kind", "source", "sha256", "message"), [
     (VECTORS, "glove.6B.300d.txt", "",
      "embed.source: glove.6B.300d.txt: expected train or a .vec.gz, .vec, .bin.gz, .bin, .zip file"),
-    (VECTORS, "train", "a" * 64, "embed.source: 'train' is not a file; leave the sha256 empty"),
+    (VECTORS, "train", "a" * 64, "embed.source: 'train' is not a file; leave embed.sha256 empty"),
     (WEIGHTS, "missing.h5", "", "missing.h5: no such file"),
 ])
 def test_bad_sources_are_named(tmp_path, kind, source, sha256, message):

