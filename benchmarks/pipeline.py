@@ -5,8 +5,7 @@ Clones the project's last commit into a work folder, points download.* at the lo
 (as ../shared/NAME/..., through a link beside the copy, so that metrics/download.json records the
 same relative paths as a run in this repository would, never this machine's folders), applies
 `-S section.key=value` overrides to params.yaml and runs `dvc repro --single-item STAGE` one stage at
-a time (single: the pretrained stage, which checks its sources on every repro, runs once, in turn),
-measuring its wall and CPU seconds and its peak memory (the largest resident set of any process in
+a time, measuring its wall and CPU seconds and its peak memory (the largest resident set of any process in
 its tree, from os.wait4; MB are 10**6 bytes). Then it reads the coco-caption scores and
 the stages' own speed figures (metrics/speed/STAGE.json), and runs the copy's benchmarks/speeds.py
 for what no stage measures: the seed scheme's training speed, the feature CNN's raw forward pass and
@@ -91,14 +90,19 @@ def prepare_project(project: Path, archives: Path, overrides: list[tuple[str, st
                           text=True, check=True).stdout.strip()
 
 
+def dvc_environment() -> dict[str, str]:
+    """This process's environment with this interpreter's bin folder first on PATH, so that
+    `python` in dvc.yaml is this interpreter."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
 def repro_stage(project: Path, stage: str, log: Path) -> StageRun:
     """Runs `dvc repro --single-item STAGE` (the stages before it must be up to date) and measures it."""
-    bin_dir = str(Path(sys.executable).parent)  # so that `python` in dvc.yaml is this interpreter
-    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     started = time.perf_counter()
     with open(log, "wb") as output:
         child = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--single-item", stage],
-                                 cwd=project, env=environment, stdout=output,
+                                 cwd=project, env=dvc_environment(), stdout=output,
                                  stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
