@@ -23,6 +23,8 @@ from captioner.paths import PARAMS_FILE
 BACKBONES = ("efficientnet_lite0", "resnet50")
 # tokenize.format: `auto` or one of the modules of captioner.formats.
 CAPTION_FORMATS = ("auto", "flickr8k", "flickr30k", "karpathy", "coco", "csv")
+# train.distribute: one process on one device, all local devices, or several machines (TF_CONFIG).
+DISTRIBUTE_MODES = ("none", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +121,7 @@ class TrainParams:
     learning_rate: float
     learning_rate_decay: float
     precision: str
+    distribute: str
     batch_size: int
     epochs: int
     patience: int
@@ -137,6 +140,8 @@ class TrainParams:
         _require(0 < self.learning_rate_decay <= 1, "learning_rate_decay", "must be in (0, 1]")
         _require(self.precision in ("float32", "mixed_bfloat16"), "precision",
                  "must be 'float32' or 'mixed_bfloat16'")
+        _require(self.distribute in DISTRIBUTE_MODES, "distribute",
+                 f"must be one of {', '.join(DISTRIBUTE_MODES)}")
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.epochs >= 1, "epochs", "must be >= 1")
         _require(self.patience >= 0, "patience", "must be >= 0")

@@ -34,6 +34,10 @@ from captioner.text import PAD_ID, decode
 # Captions are batched with others of similar length so that little of each batch is padding, and
 # padded to their bucket's bound so that the training step is traced for only a few shapes.
 LENGTH_BUCKETS = [10, 13, 16, 20]
+# Under a tf.distribute strategy, each global batch is split between the replicas and, across
+# workers, each takes its own part of every batch (sharding by element, as the data is in memory).
+SHARDING = tf.data.Options()
+SHARDING.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
 
 def seed_everything(seed: int) -> None:
@@ -75,7 +79,8 @@ def caption_dataset(
     # Stated, so Keras knows where an epoch ends instead of warning that the data "ran out".
     per_bucket = collections.Counter(bisect.bisect_right(boundaries, length) for length in lengths)
     batches = sum(math.ceil(count / batch_size) for count in per_bucket.values())
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+    return (dataset.apply(tf.data.experimental.assert_cardinality(batches))
+            .prefetch(tf.data.AUTOTUNE).with_options(SHARDING))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from captioner import params
+from captioner import devices, params
 from captioner.artifacts import load_model
 from captioner.decoding import Decoder
 from captioner.epoch_table import build_epoch_table, choose_samples
@@ -21,6 +21,7 @@ from captioner.text import decode
 
 def main() -> None:
     config = params.load(params.EvaluateParams)
+    print(f"evaluate: devices: {devices.describe()}", flush=True)
     test = load_split("test", load_features())
     warn_without_features({"test": test})
     images = [record["image"] for record in test.records]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from captioner import params
+from captioner import devices, params
 from captioner.errors import run_stage
 from captioner.features import Extraction, FeatureExtractor, check_bad_fraction, find_images
 from captioner.files import atomic_path, write_json, write_npy
@@ -31,6 +31,7 @@ def write_features(extraction: Extraction, description: dict[str, str | int]) ->
 
 def main() -> None:
     settings = params.load(params.ExtractFeaturesParams)
+    print(f"extract_features: devices: {devices.describe()}", flush=True)
     paths = find_images(RAW_IMAGES)
     weights = read_placed(WEIGHTS)
     extractor = FeatureExtractor(settings.backbone, weights.builtin or str(weights.path),

@@ -4,15 +4,19 @@ After every epoch it saves the epoch's model, keeps the best one, checkpoints th
 data/train_run (so a killed run continues from its last finished epoch and ends exactly as an
 uninterrupted one) and logs the epoch to DVCLive's summary; at the end it writes every epoch's
 loss, val_loss and val_bleu4 to metrics/train/epochs.tsv.
+
+Under train.distribute multi_worker every machine runs it (see captioner.distribute); only the
+chief writes anything into the project.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from dvclive import Live
 
-from captioner import params, paths, training
+from captioner import devices, distribute, params, paths, training
 from captioner.artifacts import save_model
 from captioner.errors import run_stage
 from captioner.files import read_json, read_npy, write_json
@@ -32,6 +36,8 @@ def log_epoch(live: Live, number: int, logs: dict[str, float]) -> None:
 
 def main() -> None:
     config = params.load(params.TrainParams)
+    strategy = distribute.strategy_for(config.distribute)
+    print(f"train: devices: {devices.describe(strategy)}", flush=True)
     training.seed_everything(config.seed)
     vocabulary, backbone = read_json(paths.VOCABULARY), read_json(paths.FEATURES / "backbone.json")
     features = load_features()
@@ -41,33 +47,46 @@ def main() -> None:
                                  splits["val"].records, splits["val"].features, vocabulary,
                                  config.val_bleu_images)
 
-    run = RunFolder(paths.TRAIN_RUN)
-    inputs = [paths.VOCABULARY, paths.split_file("train"), paths.split_file("val"), paths.EMBEDDINGS,
-              paths.FEATURES]
-    progress = run.resume_or_clear(fingerprint(dataclasses.asdict(config), inputs))
-    model = training.compiled_captioner(config, read_npy(paths.EMBEDDINGS), features.vectors.shape[1])
-    if progress.epochs_done:
-        print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
-        run.load_checkpoint(progress, model)
+    chief = distribute.is_chief(strategy)
+    with distribute.run_folder(paths.TRAIN_RUN, chief) as run_folder:
+        run = RunFolder(run_folder)
+        inputs = [paths.VOCABULARY, paths.split_file("train"), paths.split_file("val"),
+                  paths.EMBEDDINGS, paths.FEATURES]
+        progress = distribute.chief_progress(
+            strategy, run.resume_or_clear(fingerprint(dataclasses.asdict(config), inputs)))
+        with strategy.scope():
+            model = training.compiled_captioner(config, read_npy(paths.EMBEDDINGS),
+                                                features.vectors.shape[1])
+        distribute.untie_from_strategy(strategy, model)
+        if progress.epochs_done:
+            print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
+            distribute.load_chief_checkpoint(strategy, run, progress, model)
+        save = functools.partial(save_model, vocabulary=vocabulary, backbone=backbone)
+        if not chief:
+            with strategy.scope():
+                progress = training.train(model, data, config, run, progress, save,
+                                          lambda number, logs: None)
+            print(f"train: worker done after epoch {progress.epochs_done}; the chief wrote the "
+                  "outputs")
+            return
 
-    def report(number: int, logs: dict[str, float]) -> None:
-        log_epoch(live, number, logs)
-        print(f"train: epoch {number}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
-              f"val_bleu4 {logs['val_bleu4']:.4f}, {logs['fit_seconds']:.1f} s", flush=True)
-
-    with Live(dir=str(paths.TRAIN_LIVE), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        for number, logs in enumerate(progress.history, start=1):
+        def report(number: int, logs: dict[str, float]) -> None:
             log_epoch(live, number, logs)
-        progress = training.train(
-            model, data, config, run, progress,
-            lambda trained, path: save_model(trained, path, vocabulary, backbone), report)
-        live.summary["best_epoch"] = progress.best_epoch
-        live.summary[f"best_{config.monitor}"] = progress.best
-        live.summary["images_without_features"] = {
-            name: len(split.without_features) for name, split in splits.items()}
-    training.write_history(paths.TRAIN_HISTORY, progress)
-    write_json(paths.TRAIN_SPEED, training.speed_metrics(progress, data))
-    run.publish(paths.MODELS)
+            print(f"train: epoch {number}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
+                  f"val_bleu4 {logs['val_bleu4']:.4f}, {logs['fit_seconds']:.1f} s", flush=True)
+
+        with (Live(dir=str(paths.TRAIN_LIVE), dvcyaml=None, save_dvc_exp=False, report=None) as live,
+              strategy.scope()):
+            for number, logs in enumerate(progress.history, start=1):
+                log_epoch(live, number, logs)
+            progress = training.train(model, data, config, run, progress, save, report)
+            live.summary["best_epoch"] = progress.best_epoch
+            live.summary[f"best_{config.monitor}"] = progress.best
+            live.summary["images_without_features"] = {
+                name: len(split.without_features) for name, split in splits.items()}
+        training.write_history(paths.TRAIN_HISTORY, progress)
+        write_json(paths.TRAIN_SPEED, training.speed_metrics(progress, data))
+        run.publish(paths.MODELS)
     print(f"train: best epoch {progress.best_epoch} ({config.monitor} {progress.best:.4f})")
 
 

@@ -28,6 +28,8 @@ def load_with(tmp_path, section, changes):
     ("extract_features", {"backbone": "vgg16"}, "extract_features.backbone: must be one of"),
     ("train", {"epochs": "ten"}, "train.epochs must be int"),
     ("train", {"rnn": "transformer"}, "train.rnn"),
+    ("train", {"distribute": "horovod"},
+     "train.distribute: must be one of none, mirrored, multi_worker"),
     ("embed", {"dimension": 300}, "unknown key embed.dimension"),
     ("download", {"images_sha256": "abc"}, "download.images_sha256"),
     ("train", {"dropout": True}, "train.dropout must be float"),
