@@ -13,7 +13,7 @@ from captioner.model import decoding_models
 from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID
 
 
-def _compiled(model: keras.Model) -> Callable:
+def compiled(model: keras.Model) -> Callable:
     """The model as a graph function taking and returning tensors."""
     def call(*inputs: tf.Tensor) -> tf.Tensor | list[tf.Tensor]:
         return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
@@ -36,7 +36,7 @@ class Decoder:
     def from_model(cls, model: keras.Model) -> Decoder:
         """A decoder for a trained captioner; its graph functions are traced once."""
         models = decoding_models(model)
-        return cls(_compiled(models.encode_image), _compiled(models.step))
+        return cls(compiled(models.encode_image), compiled(models.step))
 
     def caption_ids(
         self,

@@ -128,6 +128,11 @@ class TrainParams:
     monitor: str
     val_bleu_images: int
     save_every_epoch: bool
+    self_critical_epochs: int
+    self_critical_learning_rate: float
+    self_critical_samples: int
+    self_critical_batch_images: int
+    self_critical_max_words: int
     seed: int
 
     def check(self) -> None:
@@ -145,9 +150,18 @@ class TrainParams:
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
         _require(self.epochs >= 1, "epochs", "must be >= 1")
         _require(self.patience >= 0, "patience", "must be >= 0")
-        _require(self.monitor in ("val_bleu4", "val_loss"), "monitor",
-                 "must be 'val_bleu4' or 'val_loss'")
+        _require(self.monitor in ("val_bleu4", "val_cider", "val_loss"), "monitor",
+                 "must be 'val_bleu4', 'val_cider' or 'val_loss'")
         _require(self.val_bleu_images >= 1, "val_bleu_images", "must be >= 1")
+        _require(self.self_critical_epochs >= 0, "self_critical_epochs", "must be >= 0")
+        _require(self.self_critical_learning_rate > 0, "self_critical_learning_rate", "must be > 0")
+        _require(self.self_critical_samples >= 2, "self_critical_samples",
+                 "must be >= 2 (each sample's baseline is the mean reward of the others)")
+        _require(self.self_critical_batch_images >= 1, "self_critical_batch_images", "must be >= 1")
+        _require(self.self_critical_max_words >= 1, "self_critical_max_words", "must be >= 1")
+        _require(self.self_critical_epochs == 0 or self.distribute == "none", "self_critical_epochs",
+                 "self-critical training runs on one device: set it to 0 under train.distribute "
+                 f"{self.distribute!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,9 @@ import keras
 from captioner.files import atomic_path, read_json, write_json
 from captioner.sources import sha256_of
 
+# A run's training phases, in order.
+CROSS_ENTROPY, SELF_CRITICAL = "cross_entropy", "self_critical"
+
 
 def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
     """SHA-256 over the settings and the bytes of every input file (folders walked in order)."""
@@ -38,16 +41,22 @@ class Progress:
     """
 
     fingerprint: str
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     best: float | None = None
     best_epoch: int = 0
     epochs_without_improvement: int = 0
+    # CROSS_ENTROPY, then SELF_CRITICAL once that phase has begun.
+    phase: str = CROSS_ENTROPY
 
     @property
     def epochs_done(self) -> int:
         return len(self.history)
 
-    def record(self, logs: dict[str, float], improved: bool) -> None:
+    @property
+    def self_critical_epochs(self) -> int:
+        return sum(logs["phase"] == SELF_CRITICAL for logs in self.history)
+
+    def record(self, logs: dict[str, Any], improved: bool) -> None:
         """Adds a finished epoch's logs; `improved` says whether it is the new best."""
         self.history.append(logs)
         if improved:

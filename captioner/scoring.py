@@ -49,10 +49,14 @@ def score_captions(
     return {**scores, "cider": float(cider), "rouge_l": _rouge_l(truth, result)}
 
 
-def bleu4(hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> float:
-    """Corpus BLEU-4 alone, for per-epoch validation."""
-    bleu, _ = Bleu(4).compute_score(*_tokenized(hypotheses, references), verbose=0)
-    return float(bleu[3])
+def validation_scores(
+    hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """Corpus BLEU-4 and CIDEr alone, for per-epoch validation."""
+    truth, result = _tokenized(hypotheses, references)
+    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
+    cider, _ = Cider().compute_score(truth, result)
+    return {"bleu4": float(bleu[3]), "cider": float(cider)}
 
 
 def diversity(captions: Sequence[str]) -> dict[str, float | int]:

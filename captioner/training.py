@@ -22,13 +22,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from captioner import scoring
 from captioner.decoding import Decoder
 from captioner.files import atomic_path
 from captioner.model import build_captioner
 from captioner.params import TrainParams
 from captioner.paths import epoch_model_name
-from captioner.run_state import Progress, RunFolder
-from captioner.scoring import bleu4
+from captioner.run_state import CROSS_ENTROPY, SELF_CRITICAL, Progress, RunFolder
+from captioner.self_critical import SelfCriticalTrainer
 from captioner.text import PAD_ID, decode
 
 # Captions are batched with others of similar length so that little of each batch is padding, and
@@ -94,19 +95,22 @@ def reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
     Keras does not save these states with a model, so without this a resumed run would draw other
     dropout masks than the uninterrupted one.
     """
-    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    # A dropout layer of rate 0 draws nothing and has no random state.
+    dropouts = [layer for layer in model.layers
+                if isinstance(layer, keras.layers.Dropout) and layer.rate > 0]
     for index, layer in enumerate(dropouts):
         layer.seed_generator.state.assign(
             np.array([epoch_seed(seed * 1000 + index, epoch), 0], dtype=np.uint32))
 
 
-def validation_bleu(decoder: Decoder, features: np.ndarray, references: dict[str, list[str]],
-                    vocabulary: list[str], max_length: int) -> float:
-    """BLEU-4 of greedy captions of the validation images against their references."""
+def validation_scores(decoder: Decoder, features: np.ndarray, references: dict[str, list[str]],
+                      vocabulary: list[str], max_length: int) -> dict[str, float]:
+    """val_bleu4 and val_cider of greedy captions of the validation images against their references."""
     captions = decoder.caption_ids(features, beam_size=1, max_length=max_length, batch_size=256)
     hypotheses = {image: decode(ids, vocabulary)
                   for image, ids in zip(references, captions, strict=True)}
-    return bleu4(hypotheses, references)
+    return {f"val_{name}": value for name, value in scoring.validation_scores(
+        hypotheses, references).items()}
 
 
 @dataclass(frozen=True)
@@ -135,14 +139,23 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop
               "sgd": keras.optimizers.SGD}
 
 
-def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray,
-                       feature_dim: int) -> keras.Model:
-    """A new captioner built and compiled as `config` says (precision, layers, optimizer)."""
+def compile_for(model: keras.Model, config: TrainParams, phase: str) -> None:
+    """Compiles `model` with the optimizer of a training phase: `config.optimizer` for cross-entropy,
+    Adam at `config.self_critical_learning_rate` for self-critical training."""
+    optimizer = (OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+                 if phase == CROSS_ENTROPY
+                 else keras.optimizers.Adam(learning_rate=config.self_critical_learning_rate))
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
+
+
+def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray, feature_dim: int,
+                       phase: str = CROSS_ENTROPY) -> keras.Model:
+    """A new captioner built as `config` says (precision, layers) and compiled for `phase`."""
     keras.mixed_precision.set_global_policy(config.precision)
     model = build_captioner(embedding_matrix, feature_dim, config.units, config.rnn, config.dropout,
                             config.train_embedding, config.image_init_state)
-    model.compile(optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
+    compile_for(model, config, phase)
     return model
 
 
@@ -152,10 +165,44 @@ def learning_rate(config: TrainParams, epoch: int) -> float:
 
 
 def improves(monitor: str, new: float, best: float | None) -> bool:
-    """Whether `new` beats `best` on `monitor` (BLEU-4 higher, loss lower); anything beats None."""
+    """Whether `new` beats `best` on `monitor` (BLEU-4 and CIDEr higher, loss lower); anything beats
+    None."""
     if best is None:
         return True
-    return new > best if monitor == "val_bleu4" else new < best
+    return new < best if monitor == "val_loss" else new > best
+
+
+class EpochEnd:
+    """What follows every epoch of either phase: validation, the best-model choice, the saved models,
+    the checkpoint and the report."""
+
+    def __init__(self, model: keras.Model, data: TrainingData, config: TrainParams, run: RunFolder,
+                 save: Callable[[keras.Model, Path], None],
+                 on_epoch: Callable[[int, dict[str, float]], None]) -> None:
+        self.model, self.config, self.run, self.save, self.on_epoch = model, config, run, save, on_epoch
+        self.validation_data = caption_dataset(data.validation, data.validation_features,
+                                               config.batch_size)
+        records = data.validation[:data.bleu_images]
+        self.references = {record["image"]: record["captions"] for record in records}
+        self.features = data.validation_features[:len(records)]
+        self.vocabulary, self.max_length = data.vocabulary, data.max_length
+        self.decoder = Decoder.from_model(model)
+
+    def __call__(self, progress: Progress, logs: dict[str, Any]) -> None:
+        logs = {**logs, "phase": progress.phase,
+                "val_loss": float(self.model.evaluate(self.validation_data, verbose=0)),
+                **validation_scores(self.decoder, self.features, self.references, self.vocabulary,
+                                    self.max_length)}
+        improved = improves(self.config.monitor, logs[self.config.monitor], progress.best)
+        if improved:
+            progress.best = logs[self.config.monitor]
+            self.save(self.model, self.run.best_model)
+        number = progress.epochs_done + 1
+        if self.config.save_every_epoch:
+            self.save(self.model, self.run.epochs / epoch_model_name(number))
+        progress.record(logs, improved)
+        self.run.save_checkpoint(self.model, progress)
+        self.on_epoch(number, logs)
 
 
 def train(
@@ -165,24 +212,23 @@ def train(
     run: RunFolder,
     progress: Progress,
     save: Callable[[keras.Model, Path], None],
-    on_epoch: Callable[[int, dict[str, float]], None],
+    on_epoch: Callable[[int, dict[str, Any]], None],
 ) -> Progress:
-    """Trains `model` (compiled, with `progress`'s checkpoint already loaded) from the epoch after
-    `progress` until `config.epochs` or early stopping, and returns the final progress.
+    """Trains `model` (compiled for `progress.phase`, with `progress`'s checkpoint already loaded)
+    from the epoch after `progress` and returns the final progress: cross-entropy epochs until
+    `config.epochs` or early stopping, then `config.self_critical_epochs` self-critical epochs
+    starting from the best cross-entropy model.
 
     After every epoch the best model so far and (with `save_every_epoch`) the epoch's model are
     written with `save`, the run is checkpointed, and `on_epoch(number, logs)` is told the epoch's
-    number (from 1) and its loss, val_loss, val_bleu4 and fit_seconds.
+    number (from 1) and its phase, loss (cross-entropy) or reward (self-critical), val_loss,
+    val_bleu4, val_cider and fit_seconds.
     """
-    validation_data = caption_dataset(data.validation, data.validation_features, config.batch_size)
-    bleu_records = data.validation[:data.bleu_images]
-    bleu_references = {record["image"]: record["captions"] for record in bleu_records}
-    bleu_features = data.validation_features[:len(bleu_records)]
-    max_length = data.max_length
-    decoder = Decoder.from_model(model)
-    for epoch in range(progress.epochs_done, config.epochs):
+    end_epoch = EpochEnd(model, data, config, run, save, on_epoch)
+    while progress.phase == CROSS_ENTROPY and progress.epochs_done < config.epochs:
         if progress.out_of_patience(config.patience):
             break
+        epoch = progress.epochs_done
         reseed_dropout(model, config.seed, epoch)
         model.optimizer.learning_rate.assign(learning_rate(config, epoch))
         started = time.perf_counter()
@@ -191,37 +237,42 @@ def train(
                             shuffle_seed=epoch_seed(config.seed, epoch)),
             initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
         )
-        logs = {"loss": float(history.history["loss"][-1]),
-                "fit_seconds": time.perf_counter() - started,
-                "val_loss": float(model.evaluate(validation_data, verbose=0)),
-                "val_bleu4": validation_bleu(decoder, bleu_features, bleu_references,
-                                             data.vocabulary, max_length)}
-        improved = improves(config.monitor, logs[config.monitor], progress.best)
-        if improved:
-            progress.best = logs[config.monitor]
-            save(model, run.best_model)
-        if config.save_every_epoch:
-            save(model, run.epochs / epoch_model_name(epoch + 1))
-        progress.record(logs, improved)
-        run.save_checkpoint(model, progress)
-        on_epoch(epoch + 1, logs)
+        end_epoch(progress, {"loss": float(history.history["loss"][-1]),
+                             "fit_seconds": time.perf_counter() - started})
+    if not config.self_critical_epochs:
+        return progress
+    if progress.phase == CROSS_ENTROPY:
+        best = keras.saving.load_model(run.best_model, safe_mode=True)
+        model.set_weights(best.get_weights())
+        compile_for(model, config, SELF_CRITICAL)
+        progress.phase = SELF_CRITICAL
+    trainer = SelfCriticalTrainer(model, data.train, data.vocabulary, config.self_critical_samples,
+                                  config.self_critical_batch_images, config.self_critical_max_words)
+    while progress.self_critical_epochs < config.self_critical_epochs:
+        end_epoch(progress, trainer.epoch(data.train_features,
+                                          epoch_seed(config.seed, progress.epochs_done)))
     return progress
 
 
-HISTORY_COLUMNS = ("loss", "val_loss", "val_bleu4")
+HISTORY_COLUMNS = ("phase", "loss", "reward", "val_loss", "val_bleu4", "val_cider")
 
 
 def write_history(path: Path, progress: Progress) -> None:
-    """A TSV of every epoch (numbered from 1) and its loss, val_loss and val_bleu4, atomically."""
+    """A TSV of every epoch (numbered from 1) and its phase, loss (cross-entropy epochs), reward
+    (self-critical epochs), val_loss, val_bleu4 and val_cider, atomically; a value an epoch does not
+    have is left empty."""
     with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["epoch", *HISTORY_COLUMNS])
         for number, logs in enumerate(progress.history, start=1):
-            writer.writerow([number, *(logs[column] for column in HISTORY_COLUMNS)])
+            writer.writerow([number, *(logs.get(column, "") for column in HISTORY_COLUMNS)])
 
 
 def speed_metrics(progress: Progress, data: TrainingData) -> dict[str, Any]:
-    """Seconds of each epoch's fit and the words predicted per second over all of them."""
+    """Seconds of each epoch's fit, and the words predicted per second over the cross-entropy ones."""
     fit_seconds = [logs["fit_seconds"] for logs in progress.history]
+    cross_entropy = [logs["fit_seconds"] for logs in progress.history
+                     if logs["phase"] == CROSS_ENTROPY]
     return {"epoch_seconds": [round(seconds, 2) for seconds in fit_seconds],
-            "train_tokens_per_s": round(data.target_tokens * len(fit_seconds) / sum(fit_seconds), 1)}
+            "train_tokens_per_s": round(data.target_tokens * len(cross_entropy) / sum(cross_entropy),
+                                        1)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 from dvclive import Live
 
@@ -24,13 +25,16 @@ from captioner.run_state import RunFolder, fingerprint
 from captioner.splits import load_features, load_split, warn_without_features
 
 # DVCLive names of the summary's metrics (the per-epoch table is written by training.write_history).
-LOGGED = {"loss": "train/loss", "val_loss": "eval/loss", "val_bleu4": "eval/bleu4"}
+# A cross-entropy epoch has a loss, a self-critical one a reward.
+LOGGED = {"loss": "train/loss", "reward": "train/reward", "val_loss": "eval/loss",
+          "val_bleu4": "eval/bleu4", "val_cider": "eval/cider"}
 
 
-def log_epoch(live: Live, number: int, logs: dict[str, float]) -> None:
+def log_epoch(live: Live, number: int, logs: dict[str, Any]) -> None:
     live.step = number
     for name, metric in LOGGED.items():
-        live.log_metric(metric, logs[name], plot=False)
+        if name in logs:
+            live.log_metric(metric, logs[name], plot=False)
     live.next_step()
 
 
@@ -56,7 +60,7 @@ def main() -> None:
             strategy, run.resume_or_clear(fingerprint(dataclasses.asdict(config), inputs)))
         with strategy.scope():
             model = training.compiled_captioner(config, read_npy(paths.EMBEDDINGS),
-                                                features.vectors.shape[1])
+                                                features.vectors.shape[1], progress.phase)
         distribute.untie_from_strategy(strategy, model)
         if progress.epochs_done:
             print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
@@ -70,10 +74,10 @@ def main() -> None:
                   "outputs")
             return
 
-        def report(number: int, logs: dict[str, float]) -> None:
+        def report(number: int, logs: dict[str, Any]) -> None:
             log_epoch(live, number, logs)
-            print(f"train: epoch {number}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
-                  f"val_bleu4 {logs['val_bleu4']:.4f}, {logs['fit_seconds']:.1f} s", flush=True)
+            values = ", ".join(f"{name} {logs[name]:.4f}" for name in LOGGED if name in logs)
+            print(f"train: epoch {number}: {values}, {logs['fit_seconds']:.1f} s", flush=True)
 
         with (Live(dir=str(paths.TRAIN_LIVE), dvcyaml=None, save_dvc_exp=False, report=None) as live,
               strategy.scope()):

@@ -4,6 +4,7 @@ from the chief's checkpoint, and only the chief writes into its project."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -58,7 +59,7 @@ def train_project(folder: Path, distribute_mode: str) -> Path:
     (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     set_params(folder, {"train": {"units": 16, "batch_size": 8, "learning_rate": 0.02,
                                   "dropout": DROPOUT, "epochs": EPOCHS, "patience": EPOCHS,
-                                  "val_bleu_images": 6, "seed": 0,
+                                  "val_bleu_images": 6, "seed": 0, "self_critical_epochs": 0,
                                   "distribute": distribute_mode}})
     return folder
 
@@ -88,7 +89,8 @@ def finish(process: subprocess.Popen) -> str:
 
 
 def final_loss(project: Path) -> float:
-    return float((project / paths.TRAIN_HISTORY).read_text().splitlines()[-1].split("\t")[1])
+    with open(project / paths.TRAIN_HISTORY, encoding="utf-8") as table:
+        return float(list(csv.DictReader(table, delimiter="\t"))[-1]["loss"])
 
 
 def epochs_reported(output: str) -> list[int]:

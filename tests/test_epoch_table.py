@@ -163,7 +163,7 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     assert list(sections) == test_images[:DEFAULT_SAMPLES]
     best_epoch = read_json(project / "metrics/train/metrics.json")["best_epoch"]
     bleu = read_validation_bleu(project / "metrics/train/epochs.tsv")
-    epochs = FAST_PARAMS["train"]["epochs"]
+    epochs = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
     expected = [[f"{n} (chosen)" if n == best_epoch else str(n), f"{bleu[n]:.4f}"]
                 for n in range(1, epochs + 1)]
     assert all([cells[:2] for cells in rows] == expected for rows in sections.values())

@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioner.scoring import bleu4, diversity, score_captions
+from captioner.scoring import diversity, score_captions, validation_scores
 
 REFERENCES = {
     "1.jpg": ["A dog runs across the grass .", "A brown dog is running on a lawn ."],
@@ -29,7 +29,8 @@ def test_scores_match_pycocoevalcap_on_cleaned_text():
     assert [scores[f"bleu{n}"] for n in range(1, 5)] == pytest.approx(bleu)
     assert scores["cider"] == pytest.approx(cider)
     assert scores["rouge_l"] == pytest.approx(rouge)
-    assert bleu4(HYPOTHESES, REFERENCES) == pytest.approx(bleu[3])
+    assert validation_scores(HYPOTHESES, REFERENCES) == pytest.approx(
+        {"bleu4": bleu[3], "cider": cider})
     assert 0.3 < scores["bleu1"] < 1.0
 
 

@@ -1,5 +1,6 @@
-"""The training loop in captioner.training: early stopping on either monitor, the learning-rate
-schedule, and resuming a run (interrupted, stopped early, or finished) from its run folder."""
+"""The training loop in captioner.training: early stopping on each monitor, the learning-rate
+schedule, the self-critical phase after cross-entropy, and resuming a run (interrupted in either
+phase, stopped early, or finished) from its run folder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from captioner import params
 from captioner.artifacts import save_model
-from captioner.run_state import RunFolder
+from captioner.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
 from captioner.text import END_ID, START_ID
 from captioner.training import (
     TrainingData,
@@ -51,13 +52,15 @@ def training_data(validation_shift: int) -> TrainingData:
 def config(**changes) -> params.TrainParams:
     defaults = params.load(params.TrainParams, ROOT / "params.yaml")
     return dataclasses.replace(defaults, **{"units": 16, "batch_size": 8, "learning_rate": 0.02,
-                                            "dropout": 0.1, "epochs": 8, "seed": 0, **changes})
+                                            "dropout": 0.1, "epochs": 8, "seed": 0,
+                                            "self_critical_epochs": 0,
+                                            "self_critical_batch_images": 8, **changes})
 
 
-def new_model(settings: params.TrainParams) -> keras.Model:
+def new_model(settings: params.TrainParams, phase: str = CROSS_ENTROPY) -> keras.Model:
     seed_everything(settings.seed)
     embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
-    return compiled_captioner(settings, embedding, feature_dim=3)
+    return compiled_captioner(settings, embedding, feature_dim=3, phase=phase)
 
 
 def run_training(folder: Path, settings: params.TrainParams, data: TrainingData):
@@ -65,7 +68,7 @@ def run_training(folder: Path, settings: params.TrainParams, data: TrainingData)
     the epochs reported and each reported epoch's learning rate."""
     run = RunFolder(folder)
     progress = run.resume_or_clear("fingerprint")
-    model = new_model(settings)
+    model = new_model(settings, progress.phase)
     if progress.epochs_done:
         run.load_checkpoint(progress, model)
     reported, rates = [], []
@@ -92,7 +95,7 @@ def expected_stop(history: list[dict], monitor: str, patience: int) -> tuple[int
     return len(history), best_epoch
 
 
-@pytest.mark.parametrize("monitor", ["val_loss", "val_bleu4"])
+@pytest.mark.parametrize("monitor", ["val_loss", "val_bleu4", "val_cider"])
 def test_patience_stops_at_the_first_epoch_out_of_patience_and_keeps_the_best(tmp_path, monitor):
     settings = config(monitor=monitor, patience=2, epochs=12)
     progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
@@ -103,7 +106,7 @@ def test_patience_stops_at_the_first_epoch_out_of_patience_and_keeps_the_best(tm
     best_value = progress.history[progress.best_epoch - 1][monitor]
     assert progress.best == best_value
     values = [logs[monitor] for logs in progress.history]
-    assert best_value == (max(values) if monitor == "val_bleu4" else min(values))
+    assert best_value == (min(values) if monitor == "val_loss" else max(values))
     saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
     assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
 
@@ -137,3 +140,27 @@ def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
     again, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
     assert reported == []
     assert again == first
+
+
+def test_self_critical_epochs_follow_cross_entropy_from_its_best_model(tmp_path):
+    settings = config(epochs=3, patience=3, self_critical_epochs=2, monitor="val_bleu4")
+    progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(0))
+    assert reported == [1, 2, 3, 4, 5]
+    assert [logs["phase"] for logs in progress.history] == [CROSS_ENTROPY] * 3 + [SELF_CRITICAL] * 2
+    assert all("reward" in logs and "loss" not in logs for logs in progress.history[3:])
+    saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
+    assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
+
+
+def test_a_run_resumed_in_the_self_critical_phase_ends_as_the_uninterrupted_one(tmp_path):
+    settings = config(epochs=2, patience=2, self_critical_epochs=2)
+    whole, _, _, whole_model = run_training(tmp_path / "whole", settings, training_data(0))
+    run_training(tmp_path / "parts", dataclasses.replace(settings, self_critical_epochs=1),
+                 training_data(0))
+    resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,
+                                                       training_data(0))
+    assert reported == [4]
+    assert resumed.history == [{**logs, "fit_seconds": resumed.history[i]["fit_seconds"]}
+                               for i, logs in enumerate(whole.history)]
+    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
