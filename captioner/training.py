@@ -164,6 +164,16 @@ def learning_rate(config: TrainParams, epoch: int) -> float:
     return config.learning_rate * config.learning_rate_decay ** epoch
 
 
+def phase_monitor(config: TrainParams, phase: str) -> str:
+    """The validation figure that chooses the best model of a phase."""
+    return config.monitor if phase == CROSS_ENTROPY else config.self_critical_monitor
+
+
+def final_monitor(config: TrainParams) -> str:
+    """The validation figure that chooses the published model: that of the run's last phase."""
+    return phase_monitor(config, SELF_CRITICAL if config.self_critical_epochs else CROSS_ENTROPY)
+
+
 def improves(monitor: str, new: float, best: float | None) -> bool:
     """Whether `new` beats `best` on `monitor` (BLEU-4 and CIDEr higher, loss lower); anything beats
     None."""
@@ -193,9 +203,10 @@ class EpochEnd:
                 "val_loss": float(self.model.evaluate(self.validation_data, verbose=0)),
                 **validation_scores(self.decoder, self.features, self.references, self.vocabulary,
                                     self.max_length)}
-        improved = improves(self.config.monitor, logs[self.config.monitor], progress.best)
+        monitor = phase_monitor(self.config, progress.phase)
+        improved = improves(monitor, logs[monitor], progress.best)
         if improved:
-            progress.best = logs[self.config.monitor]
+            progress.best = logs[monitor]
             self.save(self.model, self.run.best_model)
         number = progress.epochs_done + 1
         if self.config.save_every_epoch:
@@ -216,8 +227,9 @@ def train(
 ) -> Progress:
     """Trains `model` (compiled for `progress.phase`, with `progress`'s checkpoint already loaded)
     from the epoch after `progress` and returns the final progress: cross-entropy epochs until
-    `config.epochs` or early stopping, then `config.self_critical_epochs` self-critical epochs
-    starting from the best cross-entropy model.
+    `config.epochs` or early stopping (best by `config.monitor`), then `config.self_critical_epochs`
+    self-critical epochs starting from the best cross-entropy model (best by
+    `config.self_critical_monitor`, which then chooses the published model).
 
     After every epoch the best model so far and (with `save_every_epoch`) the epoch's model are
     written with `save`, the run is checkpointed, and `on_epoch(number, logs)` is told the epoch's
@@ -245,7 +257,8 @@ def train(
         best = keras.saving.load_model(run.best_model, safe_mode=True)
         model.set_weights(best.get_weights())
         compile_for(model, config, SELF_CRITICAL)
-        progress.phase = SELF_CRITICAL
+        # The published model is the best self-critical epoch, chosen by its own monitor.
+        progress.phase, progress.best = SELF_CRITICAL, None
     trainer = SelfCriticalTrainer(model, data.train, data.vocabulary, config.self_critical_samples,
                                   config.self_critical_batch_images, config.self_critical_max_words)
     while progress.self_critical_epochs < config.self_critical_epochs:

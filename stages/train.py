@@ -85,13 +85,14 @@ def main() -> None:
                 log_epoch(live, number, logs)
             progress = training.train(model, data, config, run, progress, save, report)
             live.summary["best_epoch"] = progress.best_epoch
-            live.summary[f"best_{config.monitor}"] = progress.best
+            live.summary[f"best_{training.final_monitor(config)}"] = progress.best
             live.summary["images_without_features"] = {
                 name: len(split.without_features) for name, split in splits.items()}
         training.write_history(paths.TRAIN_HISTORY, progress)
         write_json(paths.TRAIN_SPEED, training.speed_metrics(progress, data))
         run.publish(paths.MODELS)
-    print(f"train: best epoch {progress.best_epoch} ({config.monitor} {progress.best:.4f})")
+    print(f"train: best epoch {progress.best_epoch} ({training.final_monitor(config)} "
+          f"{progress.best:.4f})")
 
 
 if __name__ == "__main__":

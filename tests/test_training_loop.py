@@ -143,11 +143,14 @@ def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
 
 
 def test_self_critical_epochs_follow_cross_entropy_from_its_best_model(tmp_path):
-    settings = config(epochs=3, patience=3, self_critical_epochs=2, monitor="val_bleu4")
+    settings = config(epochs=3, patience=3, self_critical_epochs=2, monitor="val_bleu4",
+                      self_critical_monitor="val_cider")
     progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(0))
     assert reported == [1, 2, 3, 4, 5]
     assert [logs["phase"] for logs in progress.history] == [CROSS_ENTROPY] * 3 + [SELF_CRITICAL] * 2
     assert all("reward" in logs and "loss" not in logs for logs in progress.history[3:])
+    cider = [logs["val_cider"] for logs in progress.history[3:]]
+    assert (progress.best, progress.best_epoch) == (max(cider), 4 + cider.index(max(cider)))
     saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
     assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
 
