@@ -12,7 +12,7 @@ for the queue's workers to exit (they linger up to 10 s when the queue empties, 
 next round's experiments before its clock starts). Prints a table and, as its last line, one JSON
 object. Only committed code is benchmarked.
 
-    python benchmarks/queue.py [--archives ../shared/flickr8k-sample] [--workdir DIR]
+    python benchmarks/experiment_queue.py [--archives ../shared/flickr8k-sample] [--workdir DIR]
                                [--experiments 4] [--jobs 1 --jobs 2] [-S train.epochs=3 ...]
 """
 
