@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from captioner.files import read_json
-from tests.project import commit_all, dvc, run, set_params, stages_run, up_to_date
+from tests.project import FAST_PARAMS, commit_all, dvc, run, set_params, stages_run, up_to_date
+
+# Each run's self-critical epochs, numbered after its cross-entropy ones.
+SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
 
 # One change per stage's params, and exactly the stages it must rerun, in pipeline order.
 ISOLATION = [
@@ -65,11 +68,12 @@ def test_returning_to_earlier_params_restores_from_the_run_cache(built_project, 
     two_epochs = lock_hashes(project)
     assert stages_run(dvc("exp", "run", "-S", "train.epochs=3", cwd=project).stdout) == [
         "train", "evaluate"]
-    assert (project / "models/epochs/epoch_003.keras").is_file()
+    last_of_three = f"models/epochs/epoch_{3 + SELF_CRITICAL_EPOCHS:03d}.keras"
+    assert (project / last_of_three).is_file()
     back = dvc("exp", "run", "-S", "train.epochs=2", cwd=project).stdout
     assert stages_run(back) == []
     assert "Stage 'train' is cached - skipping run, checking out outputs" in back
-    assert not (project / "models/epochs/epoch_003.keras").exists()
+    assert not (project / last_of_three).exists()
     assert lock_hashes(project) == two_epochs
 
 
@@ -93,7 +97,8 @@ def test_experiments_are_listed_compared_and_plotted(built_project, tmp_path):
         assert (change["old"], change["new"]) == (committed[metric], experiment[metric])
     validation_loss = diff["metrics/train/metrics.json"]["eval.loss"]
     assert validation_loss["old"] != validation_loss["new"]
-    assert diff["metrics/train/metrics.json"]["step"] == {"old": 2, "new": 3, "diff": 1}
+    assert diff["metrics/train/metrics.json"]["step"] == {
+        "old": 2 + SELF_CRITICAL_EPOCHS, "new": 3 + SELF_CRITICAL_EPOCHS, "diff": 1}
 
     html = project / "plots"
     dvc("plots", "diff", "HEAD", "three-epochs", "-o", str(html), cwd=project)
@@ -109,9 +114,9 @@ def test_applied_experiment_puts_its_per_epoch_metrics_in_git(built_project, tmp
     commit_all(project, "three epochs")
     committed = run(["git", "show", "HEAD:metrics/train/epochs.tsv"],
                     project).stdout
-    assert len(committed.splitlines()) == 1 + 3
+    assert len(committed.splitlines()) == 1 + 3 + SELF_CRITICAL_EPOCHS
     summary = json.loads(run(["git", "show", "HEAD:metrics/train/metrics.json"], project).stdout)
-    assert summary["step"] == 3
+    assert summary["step"] == 3 + SELF_CRITICAL_EPOCHS
     assert read_json(project / "metrics/eval.json") == json.loads(
         run(["git", "show", "HEAD:metrics/eval.json"], project).stdout)
 

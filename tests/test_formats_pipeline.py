@@ -150,7 +150,14 @@ def split_images(project: Path, split: str) -> list[str]:
     return [row["image"] for row in read_jsonl(project / f"data/captions/{split}.jsonl")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.format for case in CASES])
+# Run by default: coco (a tarball, carving validation) and auto detecting it; the others are opt-in
+# (-m long) to keep the default run near ten minutes: tests/test_formats.py reads every format.
+OPT_IN_FORMATS = ("flickr30k", "karpathy", "csv")
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=pytest.mark.long) if case.format in OPT_IN_FORMATS else case
+             for case in CASES], ids=[case.format for case in CASES])
 def test_format_runs_the_whole_pipeline(project, sources, case):
     folder_before = fingerprint(sources.folder)
     images = sources.folder if case.images == "folder" else sources.tarball

@@ -15,7 +15,9 @@ from captioner.scoring import score_captions
 from tests.conftest import CORRUPT
 from tests.project import FAST_PARAMS, dvc, run, stages_run, up_to_date
 
-EPOCHS = FAST_PARAMS["train"]["epochs"]
+# Cross-entropy epochs, then self-critical ones.
+SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
+EPOCHS = FAST_PARAMS["train"]["epochs"] + SELF_CRITICAL_EPOCHS
 PREDICT = [sys.executable, "-m", "captioner", "predict"]
 
 
@@ -76,7 +78,10 @@ def test_training_logs_every_epoch_numbered_from_one(project):
     with open(project / "metrics/train/epochs.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
-    assert all(float(row["loss"]) > 0 and float(row["val_loss"]) > 0 for row in rows)
+    assert [row["phase"] for row in rows] == (["cross_entropy"] * FAST_PARAMS["train"]["epochs"]
+                                              + ["self_critical"] * SELF_CRITICAL_EPOCHS)
+    assert all(float(row["loss" if row["phase"] == "cross_entropy" else "reward"]) > 0
+               and float(row["val_loss"]) > 0 for row in rows)
     summary = read_json(project / "metrics/train/metrics.json")
     assert summary["step"] == EPOCHS and 1 <= summary["best_epoch"] <= EPOCHS
     assert len(read_json(project / "metrics/speed/train.json")["epoch_seconds"]) == EPOCHS
