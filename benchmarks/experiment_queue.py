@@ -33,7 +33,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
-from benchmarks.pipeline import cpu_model, dvc_environment, parse_override, prepare_project  # noqa: E402
+from benchmarks.pipeline import (  # noqa: E402
+    check_inputs,
+    cpu_model,
+    dvc_environment,
+    parse_override,
+    prepare_project,
+    print_machine,
+)
 from captioner.errors import PipelineError, run_stage  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared/flickr8k-sample"
@@ -129,9 +136,7 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{'-j ' + str(row['jobs']):<18}{row['experiments']:>12}{row['succeeded']:>11}"
               f"{row['wall_s']:>10.1f}{row['wall_s'] / row['experiments']:>9.1f}")
     print(f"\nfirst run of the whole pipeline: {report['baseline_repro_s']:.1f} s")
-    machine = report["machine"]
-    print(f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), load average "
-          f"{machine['load_average_start']:.1f} at the start, {machine['load_average_end']:.1f} at the end")
+    print_machine(report["machine"])
 
 
 def main() -> None:
@@ -149,11 +154,7 @@ def main() -> None:
     arguments = parser.parse_args()
     jobs = arguments.jobs or [1, 2]
     archives = arguments.archives.resolve()
-    for name in ("Flickr8k_Dataset.zip", "Flickr8k_text.zip"):
-        if not (archives / name).is_file():
-            raise PipelineError(f"{archives / name}: archive not found")
-    if arguments.workdir is not None and arguments.workdir.exists() and any(arguments.workdir.iterdir()):
-        raise PipelineError(f"{arguments.workdir}: work folder is not empty")
+    check_inputs(archives, arguments.workdir)
 
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="queue-benchmark-") as scratch:

@@ -191,8 +191,23 @@ def print_table(report: dict[str, Any]) -> None:
     print()
     for label, value, unit in speeds:
         print(f"{label:<24}{value:>10.1f} {unit}")
-    machine = report["machine"]
-    print(f"\nmachine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), load average "
+    print()
+    print_machine(report["machine"])
+
+
+def check_inputs(archives: Path, workdir: Path | None) -> None:
+    """Raises PipelineError unless both Flickr8k archives are in `archives` and `workdir` is new or
+    empty."""
+    for name in ("Flickr8k_Dataset.zip", "Flickr8k_text.zip"):
+        if not (archives / name).is_file():
+            raise PipelineError(f"{archives / name}: archive not found")
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise PipelineError(f"{workdir}: work folder is not empty")
+
+
+def print_machine(machine: dict[str, Any]) -> None:
+    """One line: the CPUs and the load average at the start and the end of the benchmark."""
+    print(f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), load average "
           f"{machine['load_average_start']:.1f} at the start, {machine['load_average_end']:.1f} at the end")
 
 
@@ -209,11 +224,7 @@ def main() -> None:
                         metavar="SECTION.KEY=VALUE", help="set a param (repeatable)")
     arguments = parser.parse_args()
     archives = arguments.archives.resolve()
-    for name in ("Flickr8k_Dataset.zip", "Flickr8k_text.zip"):
-        if not (archives / name).is_file():
-            raise PipelineError(f"{archives / name}: archive not found")
-    if arguments.workdir is not None and arguments.workdir.exists() and any(arguments.workdir.iterdir()):
-        raise PipelineError(f"{arguments.workdir}: work folder is not empty")
+    check_inputs(archives, arguments.workdir)
 
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pipeline-benchmark-") as scratch:
