@@ -30,6 +30,7 @@ from captioner.paths import (
     TRAIN_SUMMARY,
     split_file,
 )
+from captioner.run_state import SELF_CRITICAL
 from captioner.splits import Split
 from captioner.text import decode
 
@@ -37,12 +38,20 @@ from captioner.text import decode
 @dataclass(frozen=True)
 class EpochRow:
     """One epoch: its number (from 1), its validation BLEU-4 (None if train logged none), whether
-    it is the chosen epoch (models/model.keras) and its caption of each sample image."""
+    it is the chosen epoch (models/model.keras), its caption of each sample image, and whether it
+    was a self-critical epoch."""
 
     epoch: int
     bleu4: float | None
     chosen: bool
     captions: list[str]
+    self_critical: bool = False
+
+    def title(self) -> str:
+        """The epoch's number, tagged "self-critical" and "chosen" where they apply."""
+        tags = [tag for tag, applies in (("self-critical", self.self_critical),
+                                         ("chosen", self.chosen)) if applies]
+        return f"{self.epoch} ({', '.join(tags)})" if tags else str(self.epoch)
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,11 @@ def epoch_models(best_epoch: int, epochs_folder: Path = EPOCH_MODELS,
     return dict(sorted({**models, best_epoch: best_model}.items()))
 
 
-def read_validation_bleu(path: Path = TRAIN_HISTORY) -> dict[int, float]:
-    """Validation BLEU-4 by epoch from the train stage's table of epochs (`epoch`, `val_bleu4`)."""
+def read_logged_epochs(path: Path = TRAIN_HISTORY) -> dict[int, tuple[float, bool]]:
+    """Validation BLEU-4 and whether the epoch was self-critical, by epoch, from the train stage's
+    table of epochs (`epoch`, `val_bleu4` and `phase`)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return {int(row["epoch"]): float(row["val_bleu4"])
+        return {int(row["epoch"]): (float(row["val_bleu4"]), row.get("phase") == SELF_CRITICAL)
                 for row in csv.DictReader(handle, delimiter="\t")}
 
 
@@ -117,8 +127,11 @@ def describe_decoding(config: EvaluateParams) -> str:
 def build_epoch_table(images: list[str], features: np.ndarray, config: EvaluateParams) -> EpochTable:
     """Captions the sample `images` (their feature rows in `features`) with every epoch's model."""
     best_epoch = read_json(TRAIN_SUMMARY)["best_epoch"]
-    bleu = read_validation_bleu()
+    logged = read_logged_epochs()
     models = epoch_models(best_epoch)
-    rows = [EpochRow(epoch, bleu.get(epoch), epoch == best_epoch, caption_with(path, features, config))
-            for epoch, path in models.items()]
-    return EpochTable(images, rows, sorted(set(bleu) - set(models)), describe_decoding(config))
+    rows = []
+    for epoch, path in models.items():
+        bleu4, self_critical = logged.get(epoch, (None, False))
+        rows.append(EpochRow(epoch, bleu4, epoch == best_epoch, caption_with(path, features, config),
+                             self_critical))
+    return EpochTable(images, rows, sorted(set(logged) - set(models)), describe_decoding(config))

@@ -56,10 +56,6 @@ def thumbnail_uri(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def epoch_cell(row: EpochRow) -> str:
-    return f"{row.epoch} (chosen)" if row.chosen else str(row.epoch)
-
-
 def bleu_text(row: EpochRow) -> str:
     return "–" if row.bleu4 is None else f"{row.bleu4:.4f}"
 
@@ -76,7 +72,7 @@ def epoch_table_html(table: EpochTable, images: Path) -> str:
     heads = "".join(f'<th><img src="{thumbnail_uri(images / image)}" alt="{html.escape(image)}"><br>'
                     f"<small>{html.escape(image)}</small></th>" for image in table.images)
     body = "".join(
-        f"<tr{' class=chosen' if row.chosen else ''}><td class=number>{epoch_cell(row)}</td>"
+        f"<tr{' class=chosen' if row.chosen else ''}><td class=number>{row.title()}</td>"
         f"<td class=number>{bleu_text(row)}</td>"
         + "".join(f"<td>{html.escape(caption)}</td>" for caption in row.captions) + "</tr>"
         for row in table.rows)
@@ -92,6 +88,6 @@ def render_samples_markdown(table: EpochTable) -> str:
     for position, image in enumerate(table.images):
         lines = [f"## `{image}`", "", "| epoch | val BLEU-4 | caption |", "|---:|---:|---|"]
         for row in table.rows:
-            lines.append(f"| {epoch_cell(row)} | {bleu_text(row)} | {row.captions[position]} |")
+            lines.append(f"| {row.title()} | {bleu_text(row)} | {row.captions[position]} |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"

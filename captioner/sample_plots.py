@@ -49,7 +49,7 @@ def wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
 
 
 def epoch_label(row: EpochRow) -> str:
-    return f"epoch {row.epoch} (chosen): " if row.chosen else f"epoch {row.epoch}: "
+    return f"epoch {row.title()}: "
 
 
 def draw_sample(photo: Image.Image, table: EpochTable, position: int) -> Image.Image:

@@ -19,7 +19,7 @@ from captioner.epoch_table import (
     EpochTable,
     choose_samples,
     epoch_models,
-    read_validation_bleu,
+    read_logged_epochs,
 )
 from captioner.errors import PipelineError
 from captioner.files import read_json, read_jsonl
@@ -93,8 +93,16 @@ def test_each_epoch_has_its_saved_model_and_the_chosen_one_the_best_model(tmp_pa
 
 def test_validation_bleu_is_read_by_epoch_from_the_table_of_epochs(tmp_path):
     log = tmp_path / "epochs.tsv"
-    log.write_text("epoch\tloss\tval_loss\tval_bleu4\n1\t3.0\t3.1\t0.05\n2\t2.0\t2.5\t0.125\n")
-    assert read_validation_bleu(log) == {1: 0.05, 2: 0.125}
+    log.write_text("epoch\tphase\tloss\treward\tval_loss\tval_bleu4\n"
+                   "1\tcross_entropy\t3.0\t\t3.1\t0.05\n2\tself_critical\t\t0.4\t2.5\t0.125\n")
+    assert read_logged_epochs(log) == {1: (0.05, False), 2: (0.125, True)}
+
+
+def test_an_epoch_is_titled_by_its_number_phase_and_choice():
+    assert EpochRow(1, 0.1, False, []).title() == "1"
+    assert EpochRow(2, 0.1, True, []).title() == "2 (chosen)"
+    assert EpochRow(3, 0.1, False, [], self_critical=True).title() == "3 (self-critical)"
+    assert EpochRow(4, 0.1, True, [], self_critical=True).title() == "4 (self-critical, chosen)"
 
 
 def test_markdown_has_a_section_per_image_and_a_row_per_epoch_with_the_chosen_marked(tmp_path):
@@ -162,10 +170,11 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     test_images = [row["image"] for row in read_jsonl(project / "data/evaluation/captions.jsonl")]
     assert list(sections) == test_images[:DEFAULT_SAMPLES]
     best_epoch = read_json(project / "metrics/train/metrics.json")["best_epoch"]
-    bleu = read_validation_bleu(project / "metrics/train/epochs.tsv")
+    logged = read_logged_epochs(project / "metrics/train/epochs.tsv")
     epochs = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
-    expected = [[f"{n} (chosen)" if n == best_epoch else str(n), f"{bleu[n]:.4f}"]
-                for n in range(1, epochs + 1)]
+    expected = [[EpochRow(n, bleu4, n == best_epoch, [], self_critical).title(), f"{bleu4:.4f}"]
+                for n, (bleu4, self_critical) in logged.items()]
+    assert len(expected) == epochs and expected[-1][0].startswith(f"{epochs} (self-critical")
     assert all([cells[:2] for cells in rows] == expected for rows in sections.values())
 
     page = (project / "data/evaluation/report.html").read_text()
