@@ -129,6 +129,7 @@ class TrainParams:
     val_bleu_images: int
     save_every_epoch: bool
     self_critical_epochs: int
+    self_critical_start: str
     self_critical_monitor: str
     self_critical_learning_rate: float
     self_critical_samples: int
@@ -155,6 +156,8 @@ class TrainParams:
                  "must be 'val_bleu4', 'val_cider' or 'val_loss'")
         _require(self.val_bleu_images >= 1, "val_bleu_images", "must be >= 1")
         _require(self.self_critical_epochs >= 0, "self_critical_epochs", "must be >= 0")
+        _require(self.self_critical_start in ("best", "last"), "self_critical_start",
+                 "must be 'best' or 'last' (the cross-entropy epoch self-critical training starts from)")
         _require(self.self_critical_monitor in ("val_bleu4", "val_cider"), "self_critical_monitor",
                  "must be 'val_bleu4' or 'val_cider' (self-critical training does not lower the loss)")
         _require(self.self_critical_learning_rate > 0, "self_critical_learning_rate", "must be > 0")

@@ -228,8 +228,9 @@ def train(
     """Trains `model` (compiled for `progress.phase`, with `progress`'s checkpoint already loaded)
     from the epoch after `progress` and returns the final progress: cross-entropy epochs until
     `config.epochs` or early stopping (best by `config.monitor`), then `config.self_critical_epochs`
-    self-critical epochs starting from the best cross-entropy model (best by
-    `config.self_critical_monitor`, which then chooses the published model).
+    self-critical epochs starting from the last or the best cross-entropy model
+    (`config.self_critical_start`), best by `config.self_critical_monitor`, which then chooses the
+    published model.
 
     After every epoch the best model so far and (with `save_every_epoch`) the epoch's model are
     written with `save`, the run is checkpointed, and `on_epoch(number, logs)` is told the epoch's
@@ -254,8 +255,9 @@ def train(
     if not config.self_critical_epochs:
         return progress
     if progress.phase == CROSS_ENTROPY:
-        best = keras.saving.load_model(run.best_model, safe_mode=True)
-        model.set_weights(best.get_weights())
+        if config.self_critical_start == "best":
+            best = keras.saving.load_model(run.best_model, safe_mode=True)
+            model.set_weights(best.get_weights())
         compile_for(model, config, SELF_CRITICAL)
         # The published model is the best self-critical epoch, chosen by its own monitor.
         progress.phase, progress.best = SELF_CRITICAL, None

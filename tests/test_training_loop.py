@@ -14,6 +14,7 @@ import pytest
 from captioner import params
 from captioner.artifacts import save_model
 from captioner.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
+from captioner.self_critical import SelfCriticalTrainer
 from captioner.text import END_ID, START_ID
 from captioner.training import (
     TrainingData,
@@ -142,7 +143,7 @@ def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
     assert again == first
 
 
-def test_self_critical_epochs_follow_cross_entropy_from_its_best_model(tmp_path):
+def test_self_critical_epochs_follow_cross_entropy(tmp_path):
     settings = config(epochs=3, patience=3, self_critical_epochs=2, monitor="val_bleu4",
                       self_critical_monitor="val_cider")
     progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(0))
@@ -153,6 +154,29 @@ def test_self_critical_epochs_follow_cross_entropy_from_its_best_model(tmp_path)
     assert (progress.best, progress.best_epoch) == (max(cider), 4 + cider.index(max(cider)))
     saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
     assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
+
+
+@pytest.mark.parametrize("start", ["best", "last"])
+def test_self_critical_training_starts_from_the_chosen_cross_entropy_epoch(tmp_path, monkeypatch,
+                                                                           start):
+    settings = config(monitor="val_loss", patience=2, epochs=12, self_critical_epochs=1,
+                      self_critical_start=start)
+    started_from = []
+    first_epoch = SelfCriticalTrainer.epoch
+
+    def epoch(trainer, *arguments):
+        started_from.append(trainer.model.get_weights())
+        return first_epoch(trainer, *arguments)
+
+    monkeypatch.setattr(SelfCriticalTrainer, "epoch", epoch)
+    progress, _, _, _ = run_training(tmp_path / "run", settings, training_data(1))
+    losses = [logs["val_loss"] for logs in progress.history if logs["phase"] == CROSS_ENTROPY]
+    best, last = 1 + losses.index(min(losses)), len(losses)
+    assert best < last, "no cross-entropy epoch after the best: the test cannot tell them apart"
+    start_epoch = best if start == "best" else last
+    start_model = keras.saving.load_model(tmp_path / f"run/epochs/epoch_{start_epoch:03d}.keras")
+    for mine, theirs in zip(started_from[0], start_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_a_run_resumed_in_the_self_critical_phase_ends_as_the_uninterrupted_one(tmp_path):
