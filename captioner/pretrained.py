@@ -50,7 +50,7 @@ class Kind:
 # A .zip (fastText's wiki-news-300d-1M.vec.zip, crawl-300d-2M-subword.zip) is read for its .vec member.
 VECTORS = Kind("vectors", PRETRAINED_VECTORS, "embed.source", "embed.sha256", ("train",),
                (".vec.gz", ".vec", ".bin.gz", ".bin", ".zip"))
-# Keras reads .weights.h5, .h5 and .keras files by their ending; EfficientNet-Lite0 a .pth of any name.
+# Keras reads .weights.h5, .h5 and .keras files by their ending; an EfficientNet-Lite a .pth of any name.
 WEIGHTS = Kind("weights", PRETRAINED_WEIGHTS, "extract_features.weights",
                "extract_features.weights_sha256", ("imagenet", "none"), ())
 
