@@ -23,7 +23,7 @@ from pycocoevalcap.cider.cider_scorer import precook
 
 from captioner.decoding import compiled
 from captioner.model import decoding_models
-from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID, clean
+from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID, clean, decode
 
 NGRAMS = 4
 # CIDEr-D's Gaussian length penalty and scale, as in coco-caption.
@@ -60,9 +60,10 @@ class CiderD:
         length = sum(count for ngram, count in counts.items() if len(ngram) == 1)
         return vectors, [math.sqrt(norm) for norm in norms], length
 
-    def score(self, words: Sequence[str], document: int) -> float:
-        """CIDEr-D of `words` against the references of corpus entry `document`."""
-        vectors, norms, length = self._tf_idf(precook(" ".join(words), NGRAMS))
+    def score(self, caption: str, document: int) -> float:
+        """CIDEr-D of `caption` (cleaned words, space-separated) against the references of corpus
+        entry `document`."""
+        vectors, norms, length = self._tf_idf(precook(caption, NGRAMS))
         total = 0.0
         for reference_vectors, reference_norms, reference_length in self._references[document]:
             similarity = 0.0
@@ -147,7 +148,8 @@ class SelfCriticalTrainer:
             images = order[first:first + self.batch_images]
             batch = features[images].astype(np.float32)
             words = sample_captions(self._encode, self._step, batch, self.samples, self.max_words, rng)
-            rewards = np.array([self.reward.score(self._words(row), images[index // self.samples])
+            rewards = np.array([self.reward.score(decode(row, self.vocabulary),
+                                                  images[index // self.samples])
                                 for index, row in enumerate(words)], np.float32)
             rewards_seen.append(rewards.mean())
             advantage = advantages(rewards.reshape(len(images), self.samples))
@@ -158,6 +160,3 @@ class SelfCriticalTrainer:
                         tf.constant(previous[:, :length]), tf.constant(words[:, :length]),
                         tf.constant(advantage))
         return {"reward": float(np.mean(rewards_seen)), "fit_seconds": time.perf_counter() - started}
-
-    def _words(self, ids: np.ndarray) -> list[str]:
-        return [self.vocabulary[i] for i in ids if i not in (PAD_ID, END_ID)]

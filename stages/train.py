@@ -1,6 +1,6 @@
 """Stage train: fits the merge captioner with teacher forcing (cross-entropy), then fine-tunes the
-best cross-entropy model with self-critical training (CIDEr-D reward), one epoch at a time,
-resumably.
+last (or, with train.self_critical_start: best, the best) cross-entropy model with self-critical
+training (CIDEr-D reward), one epoch at a time, resumably.
 
 After every epoch it saves the epoch's model, keeps the best one of the phase, checkpoints the run
 in data/train_run (so a killed run continues from its last finished epoch and ends exactly as an
