@@ -83,6 +83,15 @@ def run_training(folder: Path, settings: params.TrainParams, data: TrainingData)
     return progress, reported, rates, model
 
 
+def assert_same_run(resumed, resumed_model, whole, whole_model) -> None:
+    """The resumed run logged what the uninterrupted one did (but for the seconds taken) and ended
+    with the same weights, bit for bit."""
+    assert resumed.history == [{**logs, "fit_seconds": resumed.history[i]["fit_seconds"]}
+                               for i, logs in enumerate(whole.history)]
+    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 def expected_stop(history: list[dict], monitor: str, patience: int) -> tuple[int, int]:
     """(epochs run, best epoch) by the rule: stop after `patience` epochs without improvement."""
     best, best_epoch, waiting = None, 0, 0
@@ -127,10 +136,7 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
     resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,
                                                        training_data(0))
     assert reported == [2]
-    assert resumed.history == [{**logs, "fit_seconds": resumed.history[i]["fit_seconds"]}
-                               for i, logs in enumerate(whole.history)]
-    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+    assert_same_run(resumed, resumed_model, whole, whole_model)
 
 
 @pytest.mark.parametrize("case", ["stopped early", "finished"])
@@ -187,7 +193,4 @@ def test_a_run_resumed_in_the_self_critical_phase_ends_as_the_uninterrupted_one(
     resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,
                                                        training_data(0))
     assert reported == [4]
-    assert resumed.history == [{**logs, "fit_seconds": resumed.history[i]["fit_seconds"]}
-                               for i, logs in enumerate(whole.history)]
-    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+    assert_same_run(resumed, resumed_model, whole, whole_model)
