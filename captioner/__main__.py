@@ -37,7 +37,7 @@ def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor
     """The feature extractor (backbone, weights, batch shape) a model was trained with, refused
     when the model cannot use its features."""
     extractor = FeatureExtractor.from_mapping(trained.backbone, str(model_info_path(model_path)))
-    expected_dim = trained.model.get_layer("image_projection").input.shape[-1]
+    expected_dim = trained.model.inputs[0].shape[-1]  # the image features
     if extractor.dim != expected_dim:
         raise PipelineError(f"{model_path}: expects {expected_dim}-d image features but "
                             f"{extractor.backbone} gives {extractor.dim}")

@@ -4,7 +4,9 @@ learns, beside each epoch's validation BLEU-4 and with the chosen epoch marked.
 This module chooses the images and captions them; captioner/report.py and captioner/sample_plots.py
 draw the table. The chosen epoch's captions come from models/model.keras, the others' from the
 train stage's models/epochs/epoch_NNN.keras (written with train.save_every_epoch; without them the
-table has the chosen epoch's row alone). Every model decodes as `python -m captioner predict` does.
+table has the chosen epoch's row alone). For an ensemble the rows are its first member's epochs
+(models/members/member_1), and a last row, the chosen one, is the ensemble's. Every model decodes
+as `python -m captioner predict` does.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from captioner.paths import (
     PARAMS_FILE,
     TRAIN_HISTORY,
     TRAIN_SUMMARY,
+    member_folder,
     split_file,
 )
 from captioner.run_state import SELF_CRITICAL
@@ -39,19 +42,22 @@ from captioner.text import decode
 class EpochRow:
     """One epoch: its number (from 1), its validation BLEU-4 (None if train logged none), whether
     it is the chosen epoch (models/model.keras), its caption of each sample image, and whether it
-    was a self-critical epoch."""
+    was a self-critical epoch. An ensemble's row has a name instead of a number."""
 
     epoch: int
     bleu4: float | None
     chosen: bool
     captions: list[str]
     self_critical: bool = False
+    name: str = ""
 
     def title(self) -> str:
-        """The epoch's number, tagged "self-critical" and "chosen" where they apply."""
+        """The epoch's number (or the row's name), tagged "self-critical" and "chosen" where they
+        apply."""
         tags = [tag for tag, applies in (("self-critical", self.self_critical),
                                          ("chosen", self.chosen)) if applies]
-        return f"{self.epoch} ({', '.join(tags)})" if tags else str(self.epoch)
+        name = self.name or str(self.epoch)
+        return f"{name} ({', '.join(tags)})" if tags else name
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,10 @@ def epoch_models(best_epoch: int, epochs_folder: Path = EPOCH_MODELS,
 
 def read_logged_epochs(path: Path = TRAIN_HISTORY) -> dict[int, tuple[float, bool]]:
     """Validation BLEU-4 and whether the epoch was self-critical, by epoch, from the train stage's
-    table of epochs (`epoch`, `val_bleu4` and `phase`)."""
+    table of epochs (`epoch`, `val_bleu4` and `phase`), for its first member."""
     with open(path, newline="", encoding="utf-8") as handle:
         return {int(row["epoch"]): (float(row["val_bleu4"]), row.get("phase") == SELF_CRITICAL)
-                for row in csv.DictReader(handle, delimiter="\t")}
+                for row in csv.DictReader(handle, delimiter="\t") if row.get("member", "1") == "1"}
 
 
 def caption_with(model_path: Path, features: np.ndarray, config: EvaluateParams) -> list[str]:
@@ -125,13 +131,26 @@ def describe_decoding(config: EvaluateParams) -> str:
 
 
 def build_epoch_table(images: list[str], features: np.ndarray, config: EvaluateParams) -> EpochTable:
-    """Captions the sample `images` (their feature rows in `features`) with every epoch's model."""
-    best_epoch = read_json(TRAIN_SUMMARY)["best_epoch"]
+    """Captions the sample `images` (their feature rows in `features`) with every epoch's model,
+    and with the ensemble when train published one."""
+    summary = read_json(TRAIN_SUMMARY)
+    ensemble = summary.get("ensemble")
+    if ensemble:
+        member = member_folder(1)
+        best_epoch = summary["member_1"]["best_epoch"]
+        models = epoch_models(best_epoch, member / EPOCH_MODELS.name, member / BEST_MODEL.name)
+    else:
+        best_epoch = summary["best_epoch"]
+        models = epoch_models(best_epoch)
     logged = read_logged_epochs()
-    models = epoch_models(best_epoch)
     rows = []
     for epoch, path in models.items():
         bleu4, self_critical = logged.get(epoch, (None, False))
-        rows.append(EpochRow(epoch, bleu4, epoch == best_epoch, caption_with(path, features, config),
-                             self_critical))
+        rows.append(EpochRow(epoch, bleu4, epoch == best_epoch and not ensemble,
+                             caption_with(path, features, config), self_critical))
+    if ensemble:
+        members = sum(name.startswith("member_") for name in summary)
+        rows.append(EpochRow(0, ensemble["val_bleu4"], True,
+                             caption_with(BEST_MODEL, features, config),
+                             name=f"ensemble of {members}"))
     return EpochTable(images, rows, sorted(set(logged) - set(models)), describe_decoding(config))

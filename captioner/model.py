@@ -3,6 +3,9 @@
 Training reads whole captions at once (teacher forcing): the recurrent layer returns every step
 and the projected image vector is added at every step. For decoding, the same layers are rewired
 into an image encoder and a one-word step model that carries the recurrent state.
+
+An ensemble is one model holding several trained captioners (its members), whose next-word
+probabilities it averages; it decodes the same way, each member carrying its own state.
 """
 
 from __future__ import annotations
@@ -60,6 +63,28 @@ def build_captioner(
     return keras.Model([image_features, caption], next_word, name="merge_captioner")
 
 
+ENSEMBLE_NAME = "ensemble_captioner"
+
+
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """One captioner averaging the next-word probabilities of `members` (trained captioners with
+    the same vocabulary and image features), each renamed member_1, member_2, ..."""
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    image_features = keras.Input(members[0].inputs[0].shape[1:], name="image_features")
+    caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+    probabilities = [member([image_features, caption]) for member in members]
+    mean = layers.Average(name="mean_next_word")(probabilities)
+    return keras.Model([image_features, caption], mean, name=ENSEMBLE_NAME)
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The captioners an ensemble averages, or the model itself when it is a single captioner."""
+    if model.name != ENSEMBLE_NAME:
+        return [model]
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
 @dataclass
 class DecodingModels:
     """The trained layers rewired for decoding one word at a time.
@@ -72,11 +97,19 @@ class DecodingModels:
 
 
 def decoding_models(model: keras.Model) -> DecodingModels:
-    """Builds the image encoder and the step model from a trained (or loaded) captioner.
+    """Builds the image encoder and the step model from a trained (or loaded) captioner or ensemble.
 
     The step model maps (projected image, previous word (batch, 1), states) to next-word
     probabilities (batch, 1, vocab) and the new states.
     """
+    members = ensemble_members(model)
+    if len(members) == 1:
+        return _captioner_decoding_models(members[0])
+    return _ensemble_decoding_models([_captioner_decoding_models(member) for member in members])
+
+
+def _captioner_decoding_models(model: keras.Model) -> DecodingModels:
+    """The decoding models of one merge captioner."""
     feature_dim = model.get_layer("image_projection").input.shape[-1]
     units = model.get_layer("image_projection").units
     rnn = model.get_layer("caption_rnn")
@@ -99,4 +132,37 @@ def decoding_models(model: keras.Model) -> DecodingModels:
     probabilities = model.get_layer("next_word")(model.get_layer("decoder_hidden")(merged))
     step = keras.Model([image, previous_word, *states], [probabilities, *new_states],
                        name="decode_step")
+    return DecodingModels(encode_image, step)
+
+
+def _ensemble_decoding_models(members: list[DecodingModels]) -> DecodingModels:
+    """The members' decoding models joined: the projected image is the members' side by side, the
+    states are every member's in turn, and each step averages the members' probabilities."""
+    for number, member in enumerate(members, start=1):
+        member.encode_image.name, member.step.name = f"encode_{number}", f"step_{number}"
+    feature_dim = members[0].encode_image.inputs[0].shape[-1]
+    image_features = keras.Input((feature_dim,), name="image_features")
+    encoded = [member.encode_image(image_features) for member in members]
+    projected = layers.Concatenate(name="projected_images")([outputs[0] for outputs in encoded])
+    encode_image = keras.Model(image_features, [projected, *[state for outputs in encoded
+                                                             for state in outputs[1:]]],
+                               name="encode_image")
+
+    image = keras.Input((projected.shape[-1],), name="projected_images")
+    previous_word = keras.Input((1,), dtype="int32", name="previous_word")
+    widths = [member.step.inputs[0].shape[-1] for member in members]
+    states = [keras.Input((state.shape[-1],), name=f"state_{i}")
+              for i, state in enumerate(state for member in members
+                                        for state in member.step.inputs[2:])]
+    probabilities, new_states, image_start, state_start = [], [], 0, 0
+    for member, width in zip(members, widths, strict=True):
+        state_count = len(member.step.inputs) - 2
+        member_image = image[:, image_start:image_start + width]
+        outputs = member.step([member_image, previous_word,
+                               *states[state_start:state_start + state_count]])
+        probabilities.append(outputs[0])
+        new_states.extend(outputs[1:])
+        image_start, state_start = image_start + width, state_start + state_count
+    mean = layers.Average(name="mean_next_word")(probabilities)
+    step = keras.Model([image, previous_word, *states], [mean, *new_states], name="decode_step")
     return DecodingModels(encode_image, step)

@@ -135,6 +135,7 @@ class TrainParams:
     self_critical_samples: int
     self_critical_batch_images: int
     self_critical_max_words: int
+    ensemble: int
     seed: int
 
     def check(self) -> None:
@@ -165,6 +166,7 @@ class TrainParams:
                  "must be >= 2 (each sample's baseline is the mean reward of the others)")
         _require(self.self_critical_batch_images >= 1, "self_critical_batch_images", "must be >= 1")
         _require(self.self_critical_max_words >= 1, "self_critical_max_words", "must be >= 1")
+        _require(self.ensemble >= 1, "ensemble", "must be >= 1 (the number of models trained)")
         _require(self.self_critical_epochs == 0 or self.distribute == "none", "self_critical_epochs",
                  "self-critical training runs on one device: set it to 0 under train.distribute "
                  f"{self.distribute!r}")

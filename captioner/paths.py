@@ -43,6 +43,9 @@ BEST_MODEL = MODELS / "model.keras"
 # With train.save_every_epoch, the model of every epoch: epoch_001.keras, ...
 EPOCH_MODELS = MODELS / "epochs"
 EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
+# An ensemble's members (train.ensemble > 1), each folder laid out as models/ is for one model;
+# models/model.keras is then the ensemble.
+MEMBERS = MODELS / "members"
 TRAIN_RUN = Path("data/train_run")
 TRAIN_LIVE = Path("metrics/train")
 # DVCLive's summary (last epoch's metrics, best_epoch) and the train stage's table of every epoch's
@@ -66,3 +69,8 @@ def split_file(name: str) -> Path:
 def epoch_model_name(number: int) -> str:
     """The file name of the model of epoch `number` (from 1); EPOCH_MODEL_NAME matches it."""
     return f"epoch_{number:03d}.keras"
+
+
+def member_folder(number: int) -> Path:
+    """The folder of an ensemble's member `number` (from 1): its model.keras and epochs/."""
+    return MEMBERS / f"member_{number}"

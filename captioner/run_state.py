@@ -118,12 +118,16 @@ class RunFolder:
                                    strict=True):
             variable.assign(value)
 
+    def copy_to(self, folder: Path) -> None:
+        """Copies the best model and the per-epoch models into `folder`, a new folder."""
+        folder.mkdir(parents=True)
+        for model_file in (self.best_model, self.best_model.with_suffix(".json")):
+            shutil.copy2(model_file, folder / model_file.name)
+        if self.epochs.is_dir():
+            shutil.copytree(self.epochs, folder / "epochs")
+
     def publish(self, destination: Path) -> None:
         """Replaces `destination` by the best model and the per-epoch models, then removes the run."""
         with atomic_path(destination) as folder:
-            folder.mkdir()
-            for model_file in (self.best_model, self.best_model.with_suffix(".json")):
-                shutil.copy2(model_file, folder / model_file.name)
-            if self.epochs.is_dir():
-                shutil.copytree(self.epochs, folder / "epochs")
+            self.copy_to(folder)
         shutil.rmtree(self.folder)

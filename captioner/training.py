@@ -14,7 +14,7 @@ import csv
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import tensorflow as tf
 from captioner import scoring
 from captioner.decoding import Decoder
 from captioner.files import atomic_path
-from captioner.model import build_captioner
+from captioner.model import build_captioner, build_ensemble
 from captioner.params import TrainParams
 from captioner.paths import epoch_model_name
 from captioner.run_state import CROSS_ENTROPY, SELF_CRITICAL, Progress, RunFolder
@@ -145,8 +145,12 @@ def compile_for(model: keras.Model, config: TrainParams, phase: str) -> None:
     optimizer = (OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
                  if phase == CROSS_ENTROPY
                  else keras.optimizers.Adam(learning_rate=config.self_critical_learning_rate))
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID))
+    model.compile(optimizer=optimizer, loss=caption_loss())
+
+
+def caption_loss() -> keras.losses.Loss:
+    """The cross-entropy of each next word, padding left out."""
+    return keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID)
 
 
 def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray, feature_dim: int,
@@ -157,6 +161,23 @@ def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray, featur
                             config.train_embedding, config.image_init_state)
     compile_for(model, config, phase)
     return model
+
+
+# Seeds of an ensemble's members: train.seed, then steps of this size, far from neighbouring seeds
+# (an ensemble of seed 42 shares no member with one of seed 43).
+MEMBER_SEED_STEP = 1000
+
+
+def member_configs(config: TrainParams) -> list[TrainParams]:
+    """The settings of each captioner that `config` trains: its own, with the member's seed, for
+    each of the `config.ensemble` members (a member is trained exactly as a lone model)."""
+    return [replace(config, seed=config.seed + MEMBER_SEED_STEP * index, ensemble=1)
+            for index in range(config.ensemble)]
+
+
+def load_ensemble(model_paths: list[Path]) -> keras.Model:
+    """The ensemble of the captioners saved at `model_paths`, uncompiled (as it is saved)."""
+    return build_ensemble([keras.saving.load_model(path, safe_mode=True) for path in model_paths])
 
 
 def learning_rate(config: TrainParams, epoch: int) -> float:
@@ -182,6 +203,24 @@ def improves(monitor: str, new: float, best: float | None) -> bool:
     return new < best if monitor == "val_loss" else new > best
 
 
+class Validation:
+    """A model's val_loss on the validation captions, and val_bleu4 and val_cider of its greedy
+    captions of the first `data.bleu_images` validation images."""
+
+    def __init__(self, data: TrainingData, batch_size: int) -> None:
+        self.dataset = caption_dataset(data.validation, data.validation_features, batch_size)
+        records = data.validation[:data.bleu_images]
+        self.references = {record["image"]: record["captions"] for record in records}
+        self.features = data.validation_features[:len(records)]
+        self.vocabulary, self.max_length = data.vocabulary, data.max_length
+
+    def __call__(self, model: keras.Model, decoder: Decoder) -> dict[str, float]:
+        """The scores of `model`, compiled with the training loss, decoding with `decoder`."""
+        return {"val_loss": float(model.evaluate(self.dataset, verbose=0)),
+                **validation_scores(decoder, self.features, self.references, self.vocabulary,
+                                    self.max_length)}
+
+
 class EpochEnd:
     """What follows every epoch of either phase: validation, the best-model choice, the saved models,
     the checkpoint and the report."""
@@ -190,19 +229,11 @@ class EpochEnd:
                  save: Callable[[keras.Model, Path], None],
                  on_epoch: Callable[[int, dict[str, float]], None]) -> None:
         self.model, self.config, self.run, self.save, self.on_epoch = model, config, run, save, on_epoch
-        self.validation_data = caption_dataset(data.validation, data.validation_features,
-                                               config.batch_size)
-        records = data.validation[:data.bleu_images]
-        self.references = {record["image"]: record["captions"] for record in records}
-        self.features = data.validation_features[:len(records)]
-        self.vocabulary, self.max_length = data.vocabulary, data.max_length
+        self.validation = Validation(data, config.batch_size)
         self.decoder = Decoder.from_model(model)
 
     def __call__(self, progress: Progress, logs: dict[str, Any]) -> None:
-        logs = {**logs, "phase": progress.phase,
-                "val_loss": float(self.model.evaluate(self.validation_data, verbose=0)),
-                **validation_scores(self.decoder, self.features, self.references, self.vocabulary,
-                                    self.max_length)}
+        logs = {**logs, "phase": progress.phase, **self.validation(self.model, self.decoder)}
         monitor = phase_monitor(self.config, progress.phase)
         improved = improves(monitor, logs[monitor], progress.best)
         if improved:
@@ -271,25 +302,27 @@ def train(
     return progress
 
 
-HISTORY_COLUMNS = ("phase", "loss", "reward", "val_loss", "val_bleu4", "val_cider")
+HISTORY_COLUMNS = ("member", "phase", "loss", "reward", "val_loss", "val_bleu4", "val_cider")
 
 
-def write_history(path: Path, progress: Progress) -> None:
-    """A TSV of every epoch (numbered from 1) and its phase, loss (cross-entropy epochs), reward
-    (self-critical epochs), val_loss, val_bleu4 and val_cider, atomically; a value an epoch does not
-    have is left empty."""
+def write_history(path: Path, progresses: list[Progress]) -> None:
+    """A TSV of every member's epochs (numbered from 1 in each) with the member (from 1), phase,
+    loss (cross-entropy epochs), reward (self-critical epochs), val_loss, val_bleu4 and val_cider,
+    atomically; a value an epoch does not have is left empty."""
     with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["epoch", *HISTORY_COLUMNS])
-        for number, logs in enumerate(progress.history, start=1):
-            writer.writerow([number, *(logs.get(column, "") for column in HISTORY_COLUMNS)])
+        for member, progress in enumerate(progresses, start=1):
+            for number, logs in enumerate(progress.history, start=1):
+                logs = {**logs, "member": member}
+                writer.writerow([number, *(logs.get(column, "") for column in HISTORY_COLUMNS)])
 
 
-def speed_metrics(progress: Progress, data: TrainingData) -> dict[str, Any]:
-    """Seconds of each epoch's fit, and the words predicted per second over the cross-entropy ones."""
-    fit_seconds = [logs["fit_seconds"] for logs in progress.history]
-    cross_entropy = [logs["fit_seconds"] for logs in progress.history
-                     if logs["phase"] == CROSS_ENTROPY]
-    return {"epoch_seconds": [round(seconds, 2) for seconds in fit_seconds],
+def speed_metrics(progresses: list[Progress], data: TrainingData) -> dict[str, Any]:
+    """Seconds of each epoch's fit (every member's in turn), and the words predicted per second
+    over the cross-entropy ones."""
+    history = [logs for progress in progresses for logs in progress.history]
+    cross_entropy = [logs["fit_seconds"] for logs in history if logs["phase"] == CROSS_ENTROPY]
+    return {"epoch_seconds": [round(logs["fit_seconds"], 2) for logs in history],
             "train_tokens_per_s": round(data.target_tokens * len(cross_entropy) / sum(cross_entropy),
                                         1)}

@@ -22,7 +22,8 @@ FULL = SHARED / "flickr8k"
 FAST_PARAMS = {
     "embed": {"dim": 32, "epoch": 5},
     "extract_features": {"max_bad_fraction": 0.1},
-    "train": {"units": 64, "epochs": 2, "val_bleu_images": 20, "self_critical_epochs": 1},
+    "train": {"units": 64, "epochs": 2, "val_bleu_images": 20, "self_critical_epochs": 1,
+              "ensemble": 1},
     "evaluate": {"report_images": 4},
 }
 

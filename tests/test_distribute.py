@@ -59,7 +59,7 @@ def train_project(folder: Path, distribute_mode: str) -> Path:
     (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     set_params(folder, {"train": {"units": 16, "batch_size": 8, "learning_rate": 0.02,
                                   "dropout": DROPOUT, "epochs": EPOCHS, "patience": EPOCHS,
-                                  "val_bleu_images": 6, "seed": 0, "self_critical_epochs": 0,
+                                  "val_bleu_images": 6, "seed": 0, "self_critical_epochs": 0, "ensemble": 1,
                                   "distribute": distribute_mode}})
     return folder
 

@@ -30,7 +30,8 @@ CAPTIONS_PER_IMAGE = 5
 # Tiny models: each run takes seconds; tokenize keeps its defaults, as a user's would be.
 TINY_PARAMS = {
     "embed": {"dim": 8, "epoch": 1},
-    "train": {"units": 16, "epochs": 1, "val_bleu_images": 4, "self_critical_epochs": 0},
+    "train": {"units": 16, "epochs": 1, "val_bleu_images": 4, "self_critical_epochs": 0,
+              "ensemble": 1},
     "evaluate": {"report_images": 1},
 }
 STAGE_OUTPUTS = ("data/raw/images", "data/raw/text", "data/captions/vocab.json",

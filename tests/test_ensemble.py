@@ -1,0 +1,118 @@
+"""train.ensemble: several captioners trained in turn and published as one model averaging their
+next-word probabilities, decoded by evaluate, the epoch table and predict like a single model."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from captioner.artifacts import load_model
+from captioner.decoding import Decoder
+from captioner.files import read_json, read_jsonl
+from captioner.model import build_captioner, build_ensemble, decoding_models, ensemble_members
+from tests.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
+
+EPOCHS = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
+
+
+def captioner(seed: int, units: int = 16, rnn: str = "gru") -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    embeddings = np.random.default_rng(seed).normal(size=(12, 8)).astype(np.float32)
+    return build_captioner(embeddings, 6, units, rnn, 0.0, True, image_init_state=True)
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities():
+    members = [captioner(1), captioner(2, units=24, rnn="lstm")]
+    features = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    tokens = np.array([[1, 4, 5, 6]] * 3, np.int32)
+    alone = [member.predict([features, tokens], verbose=0) for member in members]
+    ensemble = build_ensemble(members)
+    assert ensemble_members(ensemble) == members
+    np.testing.assert_allclose(ensemble.predict([features, tokens], verbose=0),
+                               (alone[0] + alone[1]) / 2, rtol=1e-6)
+
+    # One decoding step of the ensemble: the mean of each member's step, each with its own states.
+    steps = [decoding_models(member) for member in members]
+    encoded = [[np.asarray(value) for value in step.encode_image(features)] for step in steps]
+    previous = np.full((3, 1), 1, np.int32)
+    expected = np.mean([np.asarray(step.step([values[0], previous, *values[1:]])[0])
+                        for step, values in zip(steps, encoded, strict=True)], axis=0)
+    joined = decoding_models(ensemble)
+    projected, *states = (np.asarray(value) for value in joined.encode_image(features))
+    assert len(states) == 1 + 2  # the GRU's state, then the LSTM's two
+    np.testing.assert_allclose(np.asarray(joined.step([projected, previous, *states])[0]), expected,
+                               rtol=1e-5)
+
+
+def test_an_ensemble_of_one_model_twice_captions_as_the_model_alone():
+    model = captioner(3)
+    twice = build_ensemble([model, captioner(3)])
+    features = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    for beam_size in (1, 3):
+        assert (Decoder.from_model(twice).caption_ids(features, beam_size, 8, 0.5)
+                == Decoder.from_model(model).caption_ids(features, beam_size, 8, 0.5))
+
+
+@pytest.fixture(scope="module")
+def ensemble_project(built_project, tmp_path_factory):
+    project = built_project.clone(tmp_path_factory.mktemp("ensemble") / "project")
+    set_params(project, {"train": {"ensemble": 2}})
+    output = dvc("repro", cwd=project).stdout
+    return project, output, built_project.path
+
+
+def test_an_ensemble_reruns_train_and_evaluate_and_is_then_up_to_date(ensemble_project):
+    project, output, _ = ensemble_project
+    assert stages_run(output) == ["train", "evaluate"]
+    assert "train: member 2 (seed 1042): best epoch" in output
+    assert "train: ensemble of 2: val_loss" in output
+    assert up_to_date(project)
+    assert not (project / "data/train_run").exists()
+
+
+def test_the_first_member_is_the_lone_model_of_the_same_seed(ensemble_project):
+    project, _, lone = ensemble_project
+    member_1, member_2 = (project / f"models/members/member_{n}" for n in (1, 2))
+    assert (member_1 / "model.keras").read_bytes() == (lone / "models/model.keras").read_bytes()
+    for number in range(1, EPOCHS + 1):
+        name = f"epochs/epoch_{number:03d}.keras"
+        assert (member_1 / name).read_bytes() == (lone / "models" / name).read_bytes()
+        assert (member_2 / name).is_file()
+    assert (member_2 / "model.keras").read_bytes() != (member_1 / "model.keras").read_bytes()
+    ensemble = load_model(project / "models/model.keras").model
+    assert [member.name for member in ensemble_members(ensemble)] == ["member_1", "member_2"]
+
+
+def test_every_members_epochs_are_logged_and_the_ensemble_scored(ensemble_project):
+    project, _, lone = ensemble_project
+    with open(project / "metrics/train/epochs.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [(row["member"], int(row["epoch"])) for row in rows] == \
+        [(member, epoch) for member in "12" for epoch in range(1, EPOCHS + 1)]
+    with open(lone / "metrics/train/epochs.tsv") as handle:
+        assert [row for row in rows if row["member"] == "1"] == \
+            list(csv.DictReader(handle, delimiter="\t"))
+    summary = read_json(project / "metrics/train/metrics.json")
+    for member in ("member_1", "member_2"):
+        assert 1 <= summary[member]["best_epoch"] <= EPOCHS
+    assert set(summary["ensemble"]) == {"val_loss", "val_bleu4", "val_cider"}
+    assert summary["ensemble"]["val_loss"] > 0
+    assert len(read_json(project / "metrics/speed/train.json")["epoch_seconds"]) == 2 * EPOCHS
+
+
+def test_evaluate_the_epoch_table_and_predict_decode_the_ensemble(ensemble_project):
+    project, _, _ = ensemble_project
+    samples = (project / "data/evaluation/samples.md").read_text()
+    # One section per sample image, each with member 1's epochs and, chosen, the ensemble.
+    assert samples.count("| ensemble of 2 (chosen) |") == samples.count("## `") >= 1
+    assert samples.count("(chosen)") == samples.count("## `")
+    rows = read_jsonl(project / "data/evaluation/captions.jsonl")[:3]
+    images = [f"data/raw/images/{row['image']}" for row in rows]
+    result = run([sys.executable, "-m", "captioner", "predict", *images], project)
+    assert result.stdout.splitlines() == [f"{image}\t{row['caption']}"
+                                          for image, row in zip(images, rows, strict=True)]
+    assert result.stderr == ""
