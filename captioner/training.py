@@ -142,9 +142,12 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop
 def compile_for(model: keras.Model, config: TrainParams, phase: str) -> None:
     """Compiles `model` with the optimizer of a training phase: `config.optimizer` for cross-entropy,
     Adam at `config.self_critical_learning_rate` for self-critical training."""
-    optimizer = (OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+    # Named for the phase: Keras would number unnamed ones in creation order, and that name is saved
+    # with the model, so a resumed run would save other bytes than the uninterrupted one.
+    optimizer = (OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, name=phase)
                  if phase == CROSS_ENTROPY
-                 else keras.optimizers.Adam(learning_rate=config.self_critical_learning_rate))
+                 else keras.optimizers.Adam(learning_rate=config.self_critical_learning_rate,
+                                            name=phase))
     model.compile(optimizer=optimizer, loss=caption_loss())
 
 

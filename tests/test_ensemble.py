@@ -15,6 +15,7 @@ from captioner.decoding import Decoder
 from captioner.files import read_json, read_jsonl
 from captioner.model import build_captioner, build_ensemble, decoding_models, ensemble_members
 from tests.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
+from tests.test_train_resume import kill_repro_after_epoch
 
 EPOCHS = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
 
@@ -85,6 +86,26 @@ def test_the_first_member_is_the_lone_model_of_the_same_seed(ensemble_project):
     assert (member_2 / "model.keras").read_bytes() != (member_1 / "model.keras").read_bytes()
     ensemble = load_model(project / "models/model.keras").model
     assert [member.name for member in ensemble_members(ensemble)] == ["member_1", "member_2"]
+
+
+def ensemble_outputs(project) -> dict[str, bytes]:
+    """Every file train writes for an ensemble but the speed file (timings differ between runs)."""
+    files = [*sorted((project / "models").rglob("*.keras")), *sorted((project / "models").rglob("*.json")),
+             project / "metrics/train/metrics.json", project / "metrics/train/epochs.tsv"]
+    return {str(path.relative_to(project)): path.read_bytes() for path in files}
+
+
+def test_an_ensemble_killed_in_its_second_member_resumes_and_ends_as_uninterrupted(
+        ensemble_project, built_project, tmp_path):
+    uninterrupted, _, _ = ensemble_project
+    project = built_project.clone(tmp_path / "killed")
+    set_params(project, {"train": {"ensemble": 2}})
+    kill_repro_after_epoch(project, epochs_done=1, run="data/train_run/member_2")
+    resumed = dvc("repro", "train", cwd=project).stdout
+    assert "train: resuming after epoch" in resumed
+    assert "member 1 (seed 42): epoch" not in resumed and "member 2 (seed 1042): epoch 1:" not in resumed
+    assert ensemble_outputs(project) == ensemble_outputs(uninterrupted)
+    assert f"models/members/member_2/epochs/epoch_{EPOCHS:03d}.keras" in ensemble_outputs(project)
 
 
 def test_every_members_epochs_are_logged_and_the_ensemble_scored(ensemble_project):

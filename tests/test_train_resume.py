@@ -26,9 +26,10 @@ def outputs(project) -> dict[str, bytes]:
     return {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
 
 
-def kill_repro_after_epoch(project, epochs_done: int) -> None:
-    """Starts `dvc repro train` and SIGKILLs it, and all it started, once an epoch is checkpointed."""
-    progress = project / "data/train_run/progress.json"
+def kill_repro_after_epoch(project, epochs_done: int, run: str = "data/train_run") -> None:
+    """Starts `dvc repro train` and SIGKILLs it, and all it started, once the run in folder `run`
+    has checkpointed `epochs_done` epochs."""
+    progress = project / run / "progress.json"
     repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=project,
                              env=environment(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
