@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.artifacts import load_model
+from captioner.artifacts import CaptionModel, load_model
 from captioner.decoding import Decoder
 from captioner.errors import PipelineError
 from captioner.files import read_json
+from captioner.model import ensemble_members
 from captioner.params import EvaluateParams
 from captioner.paths import (
     BEST_MODEL,
@@ -40,24 +41,22 @@ from captioner.text import decode
 
 @dataclass(frozen=True)
 class EpochRow:
-    """One epoch: its number (from 1), its validation BLEU-4 (None if train logged none), whether
-    it is the chosen epoch (models/model.keras), its caption of each sample image, and whether it
-    was a self-critical epoch. An ensemble's row has a name instead of a number."""
+    """One epoch: its label (its number, from 1), its validation BLEU-4 (None if train logged
+    none), whether it is the chosen model (models/model.keras), its caption of each sample image,
+    and whether it was a self-critical epoch. The ensemble's row is labelled "ensemble of N"."""
 
-    epoch: int
+    label: str
     bleu4: float | None
     chosen: bool
     captions: list[str]
     self_critical: bool = False
-    name: str = ""
+    ensemble: bool = False
 
     def title(self) -> str:
-        """The epoch's number (or the row's name), tagged "self-critical" and "chosen" where they
-        apply."""
+        """The label, tagged "self-critical" and "chosen" where they apply."""
         tags = [tag for tag, applies in (("self-critical", self.self_critical),
                                          ("chosen", self.chosen)) if applies]
-        name = self.name or str(self.epoch)
-        return f"{name} ({', '.join(tags)})" if tags else name
+        return f"{self.label} ({', '.join(tags)})" if tags else self.label
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,11 @@ def read_logged_epochs(path: Path = TRAIN_HISTORY) -> dict[int, tuple[float, boo
 
 def caption_with(model_path: Path, features: np.ndarray, config: EvaluateParams) -> list[str]:
     """The caption the model in `model_path` gives each feature row, decoded with `config`."""
-    trained = load_model(model_path)
+    return captions_of(load_model(model_path), features, config)
+
+
+def captions_of(trained: CaptionModel, features: np.ndarray, config: EvaluateParams) -> list[str]:
+    """The caption `trained` gives each feature row, decoded with `config`."""
     ids = Decoder.from_model(trained.model).caption_ids(
         features, config.beam_size, config.max_length, config.length_penalty, config.batch_size)
     return [decode(caption, trained.vocabulary) for caption in ids]
@@ -146,11 +149,11 @@ def build_epoch_table(images: list[str], features: np.ndarray, config: EvaluateP
     rows = []
     for epoch, path in models.items():
         bleu4, self_critical = logged.get(epoch, (None, False))
-        rows.append(EpochRow(epoch, bleu4, epoch == best_epoch and not ensemble,
+        rows.append(EpochRow(str(epoch), bleu4, epoch == best_epoch and not ensemble,
                              caption_with(path, features, config), self_critical))
     if ensemble:
-        members = sum(name.startswith("member_") for name in summary)
-        rows.append(EpochRow(0, ensemble["val_bleu4"], True,
-                             caption_with(BEST_MODEL, features, config),
-                             name=f"ensemble of {members}"))
+        trained = load_model(BEST_MODEL)
+        rows.append(EpochRow(f"ensemble of {len(ensemble_members(trained.model))}",
+                             ensemble["val_bleu4"], True, captions_of(trained, features, config),
+                             ensemble=True))
     return EpochTable(images, rows, sorted(set(logged) - set(models)), describe_decoding(config))

@@ -49,7 +49,7 @@ def wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
 
 
 def epoch_label(row: EpochRow) -> str:
-    return f"{row.title()}: " if row.name else f"epoch {row.title()}: "
+    return f"{row.title()}: " if row.ensemble else f"epoch {row.title()}: "
 
 
 def draw_sample(photo: Image.Image, table: EpochTable, position: int) -> Image.Image:

@@ -35,10 +35,15 @@ from captioner.text import PAD_ID, decode
 # Captions are batched with others of similar length so that little of each batch is padding, and
 # padded to their bucket's bound so that the training step is traced for only a few shapes.
 LENGTH_BUCKETS = [10, 13, 16, 20]
+# Batches ready ahead of the training step. The map before batching is a cheap row lookup.
+PREFETCH_BATCHES = 4
 # Under a tf.distribute strategy, each global batch is split between the replicas and, across
 # workers, each takes its own part of every batch (sharding by element, as the data is in memory).
-SHARDING = tf.data.Options()
-SHARDING.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+# No autotuning: its thread made the end of an epoch (the iterator's teardown) wait ~30 s in about
+# half the epochs of a full-size run, the CPU idle meanwhile.
+DATASET_OPTIONS = tf.data.Options()
+DATASET_OPTIONS.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+DATASET_OPTIONS.autotune.enabled = False
 
 
 def seed_everything(seed: int) -> None:
@@ -65,10 +70,7 @@ def caption_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=False)
-    dataset = dataset.map(
-        lambda row, ids: ((tf.gather(image_features, row), ids[:-1]), ids[1:]),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    )
+    dataset = dataset.map(lambda row, ids: ((tf.gather(image_features, row), ids[:-1]), ids[1:]))
     lengths = [len(ids) - 1 for record in records for ids in record["tokens"]]
     boundaries = [bound for bound in LENGTH_BUCKETS if bound <= max(lengths)] + [max(lengths) + 1]
     dataset = dataset.bucket_by_sequence_length(
@@ -81,7 +83,7 @@ def caption_dataset(
     per_bucket = collections.Counter(bisect.bisect_right(boundaries, length) for length in lengths)
     batches = sum(math.ceil(count / batch_size) for count in per_bucket.values())
     return (dataset.apply(tf.data.experimental.assert_cardinality(batches))
-            .prefetch(tf.data.AUTOTUNE).with_options(SHARDING))
+            .prefetch(PREFETCH_BATCHES).with_options(DATASET_OPTIONS))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -228,11 +230,11 @@ class EpochEnd:
     """What follows every epoch of either phase: validation, the best-model choice, the saved models,
     the checkpoint and the report."""
 
-    def __init__(self, model: keras.Model, data: TrainingData, config: TrainParams, run: RunFolder,
-                 save: Callable[[keras.Model, Path], None],
+    def __init__(self, model: keras.Model, validation: Validation, config: TrainParams,
+                 run: RunFolder, save: Callable[[keras.Model, Path], None],
                  on_epoch: Callable[[int, dict[str, float]], None]) -> None:
-        self.model, self.config, self.run, self.save, self.on_epoch = model, config, run, save, on_epoch
-        self.validation = Validation(data, config.batch_size)
+        self.model, self.validation, self.config = model, validation, config
+        self.run, self.save, self.on_epoch = run, save, on_epoch
         self.decoder = Decoder.from_model(model)
 
     def __call__(self, progress: Progress, logs: dict[str, Any]) -> None:
@@ -253,6 +255,7 @@ class EpochEnd:
 def train(
     model: keras.Model,
     data: TrainingData,
+    validation: Validation,
     config: TrainParams,
     run: RunFolder,
     progress: Progress,
@@ -260,7 +263,8 @@ def train(
     on_epoch: Callable[[int, dict[str, Any]], None],
 ) -> Progress:
     """Trains `model` (compiled for `progress.phase`, with `progress`'s checkpoint already loaded)
-    from the epoch after `progress` and returns the final progress: cross-entropy epochs until
+    on `data`, scored after every epoch by `validation` (built from the same data), from the epoch
+    after `progress` and returns the final progress: cross-entropy epochs until
     `config.epochs` or early stopping (best by `config.monitor`), then `config.self_critical_epochs`
     self-critical epochs starting from the last or the best cross-entropy model
     (`config.self_critical_start`), best by `config.self_critical_monitor`, which then chooses the
@@ -271,7 +275,7 @@ def train(
     number (from 1) and its phase, loss (cross-entropy) or reward (self-critical), val_loss,
     val_bleu4, val_cider and fit_seconds.
     """
-    end_epoch = EpochEnd(model, data, config, run, save, on_epoch)
+    end_epoch = EpochEnd(model, validation, config, run, save, on_epoch)
     while progress.phase == CROSS_ENTROPY and progress.epochs_done < config.epochs:
         if progress.out_of_patience(config.patience):
             break

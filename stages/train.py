@@ -16,6 +16,7 @@ chief writes anything into the project.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import shutil
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 
@@ -51,7 +53,23 @@ def log_epoch(live: Live, prefix: str, number: int, logs: dict[str, Any]) -> Non
     live.next_step()
 
 
-def train_member(config: params.TrainParams, data: training.TrainingData, feature_dim: int,
+def epoch_reporter(live: Live | None, prefix: str,
+                   heading: str) -> Callable[[int, dict[str, Any]], None]:
+    """What each epoch of one captioner tells: its metrics logged under `prefix` and, unless
+    replayed from an interrupted run, one line beginning with `heading`; nothing off the chief."""
+    def report(epoch: int, logs: dict[str, Any]) -> None:
+        if live is None:
+            return
+        log_epoch(live, prefix, epoch, logs)
+        if not logs.get("replayed"):
+            values = ", ".join(f"{name} {logs[name]:.4f}" for name in LOGGED if name in logs)
+            print(f"train: {heading}epoch {epoch}: {values}, {logs['fit_seconds']:.1f} s", flush=True)
+
+    return report
+
+
+def train_member(config: params.TrainParams, data: training.TrainingData,
+                 validation: training.Validation, embedding_matrix: np.ndarray,
                  strategy: tf.distribute.Strategy, run: RunFolder, save: Callable,
                  report: Callable[[int, dict[str, Any]], None]) -> Progress:
     """Trains one captioner (config.seed seeds it) in `run`, resuming it if it was interrupted."""
@@ -59,8 +77,8 @@ def train_member(config: params.TrainParams, data: training.TrainingData, featur
     progress = distribute.chief_progress(
         strategy, run.resume_or_clear(fingerprint(dataclasses.asdict(config), INPUTS)))
     with strategy.scope():
-        model = training.compiled_captioner(config, read_npy(paths.EMBEDDINGS), feature_dim,
-                                            progress.phase)
+        model = training.compiled_captioner(config, embedding_matrix,
+                                            data.train_features.shape[1], progress.phase)
     distribute.untie_from_strategy(strategy, model)
     if progress.epochs_done:
         print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
@@ -68,7 +86,7 @@ def train_member(config: params.TrainParams, data: training.TrainingData, featur
     for number, logs in enumerate(progress.history, start=1):
         report(number, {**logs, "replayed": True})
     with strategy.scope():
-        return training.train(model, data, config, run, progress, save, report)
+        return training.train(model, data, validation, config, run, progress, save, report)
 
 
 def main() -> None:
@@ -82,35 +100,28 @@ def main() -> None:
     data = training.TrainingData(splits["train"].records, splits["train"].features,
                                  splits["val"].records, splits["val"].features, vocabulary,
                                  config.val_bleu_images)
+    validation = training.Validation(data, config.batch_size)
+    embedding_matrix = read_npy(paths.EMBEDDINGS)
     save = functools.partial(save_model, vocabulary=vocabulary, backbone=backbone)
     members = training.member_configs(config)
     chief = distribute.is_chief(strategy)
-    live = (Live(dir=str(paths.TRAIN_LIVE), dvcyaml=None, save_dvc_exp=False, report=None)
-            if chief else None)
+    live_or_none = (Live(dir=str(paths.TRAIN_LIVE), dvcyaml=None, save_dvc_exp=False, report=None)
+                    if chief else contextlib.nullcontext())
 
-    with distribute.run_folder(paths.TRAIN_RUN, chief) as scratch:
+    with distribute.run_folder(paths.TRAIN_RUN, chief) as scratch, live_or_none as live:
         runs, progresses = [], []
         for number, member in enumerate(members, start=1):
-            run = RunFolder(scratch if len(members) == 1 else scratch / f"member_{number}")
-            prefix = "" if len(members) == 1 else f"member_{number}/"
-            heading = "" if len(members) == 1 else f"member {number} (seed {member.seed}): "
-
-            def report(epoch: int, logs: dict[str, Any], prefix: str = prefix,
-                       heading: str = heading) -> None:
-                if live is None:
-                    return
-                log_epoch(live, prefix, epoch, logs)
-                if not logs.get("replayed"):
-                    values = ", ".join(f"{name} {logs[name]:.4f}" for name in LOGGED if name in logs)
-                    print(f"train: {heading}epoch {epoch}: {values}, {logs['fit_seconds']:.1f} s",
-                          flush=True)
-
-            progress = train_member(member, data, features.vectors.shape[1], strategy, run, save,
+            alone = len(members) == 1
+            run = RunFolder(scratch if alone else scratch / f"member_{number}")
+            heading = "" if alone else f"member {number} (seed {member.seed}): "
+            report = epoch_reporter(live, "" if alone else f"member_{number}/", heading)
+            progress = train_member(member, data, validation, embedding_matrix, strategy, run, save,
                                     report)
             runs.append(run)
             progresses.append(progress)
-            print(f"train: {heading}best epoch {progress.best_epoch} "
-                  f"({training.final_monitor(config)} {progress.best:.4f})", flush=True)
+            if chief:
+                print(f"train: {heading}best epoch {progress.best_epoch} "
+                      f"({training.final_monitor(config)} {progress.best:.4f})", flush=True)
         if not chief:
             print(f"train: worker done after epoch {progresses[-1].epochs_done}; the chief wrote "
                   "the outputs")
@@ -131,12 +142,10 @@ def main() -> None:
             publish_ensemble(runs, ensemble, save)
             shutil.rmtree(scratch)
             ensemble.compile(loss=training.caption_loss())
-            ensemble_scores = training.Validation(data, config.batch_size)(
-                ensemble, Decoder.from_model(ensemble))
+            ensemble_scores = validation(ensemble, Decoder.from_model(ensemble))
             live.summary["ensemble"] = ensemble_scores
-        live.end()
-        training.write_history(paths.TRAIN_HISTORY, progresses)
-        write_json(paths.TRAIN_SPEED, training.speed_metrics(progresses, data))
+    training.write_history(paths.TRAIN_HISTORY, progresses)
+    write_json(paths.TRAIN_SPEED, training.speed_metrics(progresses, data))
     if ensemble_scores:
         print(f"train: ensemble of {len(runs)}: " + ", ".join(
             f"{name} {value:.4f}" for name, value in ensemble_scores.items()))

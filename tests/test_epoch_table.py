@@ -41,7 +41,7 @@ def a_table(tmp_path: Path, captions: list[list[str]], chosen: int, unsaved: lis
     images = [f"{chr(ord('a') + column)}.jpg" for column in range(len(captions[0]))]
     for image in images:
         Image.new("RGB", (200, 150), (30, 120, 200)).save(tmp_path / image)
-    rows = [EpochRow(epoch, 0.01 * epoch, epoch == chosen, row)
+    rows = [EpochRow(str(epoch), 0.01 * epoch, epoch == chosen, row)
             for epoch, row in enumerate(captions, start=1)]
     return EpochTable(images, rows, unsaved, "beam size 3, length penalty 0.5, at most 30 words")
 
@@ -99,10 +99,10 @@ def test_validation_bleu_is_read_by_epoch_from_the_table_of_epochs(tmp_path):
 
 
 def test_an_epoch_is_titled_by_its_number_phase_and_choice():
-    assert EpochRow(1, 0.1, False, []).title() == "1"
-    assert EpochRow(2, 0.1, True, []).title() == "2 (chosen)"
-    assert EpochRow(3, 0.1, False, [], self_critical=True).title() == "3 (self-critical)"
-    assert EpochRow(4, 0.1, True, [], self_critical=True).title() == "4 (self-critical, chosen)"
+    assert EpochRow("1", 0.1, False, []).title() == "1"
+    assert EpochRow("2", 0.1, True, []).title() == "2 (chosen)"
+    assert EpochRow("3", 0.1, False, [], self_critical=True).title() == "3 (self-critical)"
+    assert EpochRow("4", 0.1, True, [], self_critical=True).title() == "4 (self-critical, chosen)"
 
 
 def test_markdown_has_a_section_per_image_and_a_row_per_epoch_with_the_chosen_marked(tmp_path):
@@ -172,7 +172,7 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     best_epoch = read_json(project / "metrics/train/metrics.json")["best_epoch"]
     logged = read_logged_epochs(project / "metrics/train/epochs.tsv")
     epochs = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
-    expected = [[EpochRow(n, bleu4, n == best_epoch, [], self_critical).title(), f"{bleu4:.4f}"]
+    expected = [[EpochRow(str(n), bleu4, n == best_epoch, [], self_critical).title(), f"{bleu4:.4f}"]
                 for n, (bleu4, self_critical) in logged.items()]
     assert len(expected) == epochs and expected[-1][0].startswith(f"{epochs} (self-critical")
     assert all([cells[:2] for cells in rows] == expected for rows in sections.values())

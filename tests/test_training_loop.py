@@ -18,6 +18,7 @@ from captioner.self_critical import SelfCriticalTrainer
 from captioner.text import END_ID, START_ID
 from captioner.training import (
     TrainingData,
+    Validation,
     compiled_captioner,
     improves,
     learning_rate,
@@ -78,7 +79,7 @@ def run_training(folder: Path, settings: params.TrainParams, data: TrainingData)
         reported.append(number)
         rates.append(float(model.optimizer.learning_rate.numpy()))
 
-    progress = train(model, data, settings, run, progress,
+    progress = train(model, data, Validation(data, settings.batch_size), settings, run, progress,
                      lambda trained, path: save_model(trained, path, VOCABULARY, {}), on_epoch)
     return progress, reported, rates, model
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import tensorflow as tf
 
 from captioner import training
 from captioner.errors import run_stage
@@ -21,6 +20,9 @@ from stages import train as train_stage
 
 
 def main() -> None:
+    # After the package, whose import quiets TensorFlow's start-up notices.
+    import tensorflow as tf
+
     logical_cpus, weights_file = int(sys.argv[1]), sys.argv[2]
     if logical_cpus > 1:
         tf.config.set_logical_device_configuration(
