@@ -17,7 +17,7 @@ from captioner.captions import Collection, ImageIndex, collect, make_splits
 from captioner.errors import PipelineError
 from captioner.files import write_json, write_jsonl
 from captioner.formats import open_source
-from captioner.formats.base import Skips
+from captioner.formats.base import Skips, TextFolder
 from captioner.image_files import image_id, list_images
 from captioner.params import TokenizeParams
 from captioner.paths import VOCABULARY, split_file
@@ -41,7 +41,7 @@ def tokenize_collection(
     if not image_ids:
         raise PipelineError(f"{images_dir}: no images found; run the download stage first")
     skips = Skips()
-    format_name, source = open_source(config.format, text_dir, skips)
+    format_name, source = open_source(config.format, TextFolder.read(text_dir), skips)
     collection = collect(source, ImageIndex(image_ids), skips)
     skips.warn()
     without_captions = collection.without_captions(image_ids)

@@ -1,9 +1,11 @@
 """The download stage's work: brings the images and captions sources into the raw folders.
 
 `download.images_url` names a zip or tar archive (URL or path) or a local folder of images;
-`download.text_url` an archive or a single captions file. A folder's images are cloned file by
-file (copy-on-write where the file system can, a plain copy otherwise), never linked: DVC's cache
-would take hold of linked files and change the user's own. Both raw folders are replaced only once
+`download.text_url` an archive or a single captions file; beside the captions, a record of that
+source (`captioner.paths.RAW_TEXT_SOURCE`) lets tokenize read a single file whatever its name and
+name it as the user gave it. A folder's images are cloned file by file (copy-on-write where the
+file system can, a plain copy otherwise), never linked: DVC's cache would take hold of linked files
+and change the user's own. Both raw folders are replaced only once
 everything is in place, so a failed or killed run leaves the previous outputs (or none); the
 partial downloads are removed after a successful run.
 """
@@ -18,9 +20,10 @@ from dvc_objects.fs.utils import copyfile
 
 from captioner.errors import PipelineError
 from captioner.fetching import DEFAULT_POLICY, Fetched, HttpPolicy, fetch
-from captioner.files import atomic_path
+from captioner.files import atomic_path, write_json
 from captioner.image_files import IMAGE_SUFFIXES, image_id, list_images
 from captioner.params import DownloadParams
+from captioner.paths import RAW_TEXT_SOURCE
 from captioner.sources import MB, local_path, source_name
 from captioner.unpacking import TEXT_SUFFIXES, Unpacked, is_archive, unpack_images, unpack_text
 
@@ -53,12 +56,15 @@ def _bring_text(
 ) -> tuple[Unpacked, dict[str, Any]]:
     fetched = fetch(settings.text_url, settings.text_sha256, partial_dir,
                     setting="download.text_url", policy=policy)
-    if is_archive(fetched):
-        text = unpack_text(fetched, destination, budget)
-    else:
+    single = not is_archive(fetched)
+    if single:
         text = _copy_file(fetched, destination, budget)
+    else:
+        text = unpack_text(fetched, destination, budget)
     if not text.names:
         raise PipelineError(f"{settings.text_url}: no {', '.join(TEXT_SUFFIXES)} files in the archive")
+    write_json(destination / RAW_TEXT_SOURCE.name,
+               {"source": settings.text_url, "single_file": text.names[0] if single else None})
     return text, _file_origin(fetched)
 
 
@@ -105,6 +111,9 @@ def _copy_file(fetched: Fetched, destination: Path, budget: int) -> Unpacked:
         raise PipelineError(f"{fetched.source}: {fetched.size_bytes / MB:.1f} MB, over the "
                             f"{budget / MB:.1f} MB left under download.max_unpacked_mb")
     name = source_name(fetched.source)
+    if name == RAW_TEXT_SOURCE.name:
+        raise PipelineError(f"{fetched.source}: a captions file may not be named {name}, the name of "
+                            "the download stage's record; rename it")
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(fetched.path, destination / name)
     return Unpacked([name], fetched.size_bytes)

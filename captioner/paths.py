@@ -14,15 +14,21 @@ PARAMS_FILE = Path("params.yaml")
 RAW = Path("data/raw")
 RAW_IMAGES = RAW / "images"
 RAW_TEXT = RAW / "text"
+# Where the captions came from: download.text_url as given, and the file's name when it named one.
+# Hidden, so that no archive member (hidden ones are skipped) and no format's file name match it.
+RAW_TEXT_SOURCE = RAW_TEXT / ".source.json"
 # Unfinished remote downloads, kept across runs to resume; not a DVC output, so DVC never deletes it.
 DOWNLOAD_PARTIAL = RAW / ".partial"
 DOWNLOAD_METRICS = Path("metrics/download.json")
 
 # The pretrained files that params name (word vectors, CNN weights), each folder holding a file
-# under a fixed name and a manifest; the stage's scratch (identities of the sources, unfinished
-# downloads) is not a DVC output.
+# under a fixed name and a manifest, cached by DVC; beside each, a copy of its manifest kept in git,
+# so that a clone whose cache lacks the folder still knows a built-in source. The stage's scratch
+# (identities of the sources, unfinished downloads) is not a DVC output.
 PRETRAINED_VECTORS = Path("data/pretrained/vectors")
 PRETRAINED_WEIGHTS = Path("data/pretrained/weights")
+PRETRAINED_VECTORS_MANIFEST = Path("data/pretrained/vectors.json")
+PRETRAINED_WEIGHTS_MANIFEST = Path("data/pretrained/weights.json")
 PRETRAINED_SCRATCH = Path("data/.pretrained")
 PRETRAINED_METRICS = Path("metrics/pretrained.json")
 
@@ -55,8 +61,8 @@ TRAIN_HISTORY = TRAIN_LIVE / "epochs.tsv"
 TRAIN_SPEED = Path("metrics/speed/train.json")
 
 EVALUATION = Path("data/evaluation")
-# One PNG per sample image with its caption at every epoch: image plots in dvc.yaml.
-SAMPLE_PLOTS = EVALUATION / "samples"
+# One PNG per sample image with its caption at every epoch: evaluate's image plots in dvc.yaml.
+SAMPLE_PLOTS = Path("data/sample_plots")
 EVAL_METRICS = Path("metrics/eval.json")
 EVAL_SPEED = Path("metrics/speed/evaluate.json")
 

@@ -40,8 +40,16 @@ PARTIAL = "partial"
 
 def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
           policy: HttpPolicy = DEFAULT_POLICY) -> tuple[dict[str, Any], str]:
-    """Makes the kind's folder hold `source`; returns what metrics record of it and what was done:
-    `builtin`, `unchanged` (nothing read), `same content` (read, folder kept) or `placed`."""
+    """Makes the kind's folder hold `source`, and its manifest's git-tracked copy say so; returns
+    what metrics record of it and what was done: `builtin`, `unchanged` (nothing read), `same
+    content` (read, folder kept) or `placed`."""
+    record, action = _bring_folder(kind, source, expected_sha256, scratch, policy)
+    write_json(kind.manifest_copy, read_json(kind.folder / MANIFEST))
+    return record, action
+
+
+def _bring_folder(kind: Kind, source: str, expected_sha256: str, scratch: Path,
+                  policy: HttpPolicy) -> tuple[dict[str, Any], str]:
     state_file = scratch / f"{kind.stem}.json"
     if source in kind.builtins:
         if expected_sha256:

@@ -49,7 +49,8 @@ def main() -> None:
         (folder / "report.html").write_text(
             render_report(rows[:config.report_images], RAW_IMAGES, scores, table), encoding="utf-8")
         (folder / "samples.md").write_text(render_samples_markdown(table), encoding="utf-8")
-        write_sample_plots(table, RAW_IMAGES, folder / SAMPLE_PLOTS.name)
+    with atomic_path(SAMPLE_PLOTS) as folder:
+        write_sample_plots(table, RAW_IMAGES, folder)
     write_json(EVAL_METRICS, {
         **{name: round(value, 5) for name, value in scores.items()},
         **{name: round(value, 5) for name, value in diversity(list(hypotheses.values())).items()},

@@ -94,4 +94,5 @@ def place_builtin_pretrained(project: Path, vectors: str = "train", weights: str
     """What the pretrained stage writes for built-in sources, for tests that run embed or
     extract_features without it."""
     for kind, builtin in ((VECTORS, vectors), (WEIGHTS, weights)):
-        write_json(project / kind.folder / MANIFEST, builtin_manifest(builtin))
+        for path in (kind.folder / MANIFEST, kind.manifest_copy):
+            write_json(project / path, builtin_manifest(builtin))

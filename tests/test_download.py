@@ -4,6 +4,7 @@ captions files, the stage script, and the user's own files under DVC."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from captioner.errors import PipelineError
 from captioner.fetching import HttpPolicy, fetch
 from captioner.files import read_json
 from captioner.params import DownloadParams
+from captioner.paths import RAW_TEXT_SOURCE
 from captioner.sources import local_path
 from tests.http_server import serve_directory
 from tests.project import copy_project, dvc, run, set_params
@@ -393,19 +395,30 @@ def test_folder_source_refuses_a_sha256_an_empty_folder_and_the_cap(tmp_path):
     assert not (tmp_path / "raw" / "images").exists()
 
 
-@pytest.mark.parametrize("name", ["captions.csv", "dataset_coco.json", "captions_train2014.json",
-                                  "results_20130124.token", "Flickr8k.token.txt"])
-def test_single_captions_file_is_copied_under_its_name(tmp_path, name):
+@pytest.mark.parametrize("name", ["captions.csv", "dataset_coco.json", "results_20130124.token",
+                                  "my_photos.csv", "annotations.json", "captions_2024.txt"])
+def test_single_captions_file_is_copied_under_its_name_with_a_record_of_its_source(tmp_path, name):
     images = make_zip(tmp_path / "img.zip", {"1.jpg": b"1"})
     served = tmp_path / "served"
     served.mkdir()
     (served / name).write_bytes(TOKENS)
     with serve_directory(served) as server:
-        for source in (served / name, server.url_for(name)):
+        for source in (str(served / name), server.url_for(name)):
             metrics = download(settings_for(images, source), tmp_path / "raw")
-            assert files_under(tmp_path / "raw" / "text") == {name: TOKENS}
+            copied = files_under(tmp_path / "raw" / "text")
+            assert copied.pop(name) == TOKENS
+            assert {name: json.loads(data) for name, data in copied.items()} == {
+                RAW_TEXT_SOURCE.name: {"source": source, "single_file": name}}
             assert metrics["text_files"] == [name]
             assert metrics["archives"]["text"]["sha256"] == hashlib.sha256(TOKENS).hexdigest()
+
+
+def test_an_archive_of_captions_is_recorded_as_no_single_file(tmp_path):
+    images = make_zip(tmp_path / "img.zip", {"1.jpg": b"1"})
+    text = make_zip(tmp_path / "text.zip", {"Flickr8k.token.txt": TOKENS})
+    download(settings_for(images, text), tmp_path / "raw")
+    record = json.loads((tmp_path / "raw/text" / RAW_TEXT_SOURCE.name).read_text())
+    assert record == {"source": str(text), "single_file": None}
 
 
 # --- the stage -----------------------------------------------------------------------------

@@ -195,12 +195,13 @@ def test_cells_are_what_predict_prints_with_each_epochs_model(project):
 def test_each_sample_has_a_png_plot_that_dvc_plots_show_renders(project, tmp_path):
     sections = markdown_sections((project / "data/evaluation/samples.md").read_text())
     names = [plot_name(position, image) for position, image in enumerate(sections)]
-    assert sorted(path.name for path in (project / "data/evaluation/samples").iterdir()) == names
-    assert "data/evaluation/samples" in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+    assert sorted(path.name for path in (project / "data/sample_plots").iterdir()) == names
+    evaluate = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["evaluate"]
+    assert "data/sample_plots" in evaluate["plots"]
     dvc("plots", "show", "-o", str(tmp_path / "page"), cwd=project)
     page = (tmp_path / "page/index.html").read_text()
     assert page.count("vegaEmbed(") == 2
-    shown = re.findall(r"<p>data/evaluation/samples/([^<]+)</p>\s*<div[^>]*>\s*<p>workspace</p>", page)
+    shown = re.findall(r"<p>data/sample_plots/([^<]+)</p>\s*<div[^>]*>\s*<p>workspace</p>", page)
     assert shown == names
 
 

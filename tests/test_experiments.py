@@ -136,3 +136,27 @@ def test_queued_experiments_all_run(built_project, tmp_path):
     beams = sorted(data["params"]["params.yaml"]["data"]["evaluate"]["beam_size"]
                    for data in experiments(project).values())
     assert beams == [1, 2]
+
+
+@pytest.mark.parametrize("options", [[], ["--allow-missing"]], ids=["plain", "allow_missing"])
+def test_a_fresh_clone_runs_single_stages_as_an_experiment(built_project, tmp_path, options):
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(built_project.path), str(clone)], tmp_path)
+    assert not (clone / ".dvc/cache").exists()
+    committed = lock_hashes(clone)
+    collection = built_project.collection
+    # The same archives by path, a smaller vocabulary and another batch size: with --allow-missing,
+    # a stage reruns only for a changed param or dependency, not for its missing outputs.
+    output = dvc("exp", "run", *options, "-n", "local-copy",
+                 "-S", f"download.images_url={collection.images_zip}",
+                 "-S", f"download.text_url={collection.text_zip}",
+                 "-S", "tokenize.min_count=45", "-S", "extract_features.batch_size=16",
+                 "embed", "extract_features", cwd=clone).stdout
+    ran = stages_run(output)
+    # Without --allow-missing, the pretrained stage reruns because its folders are not in the cache.
+    expected = {"download", "tokenize", "embed", "extract_features"} | (set() if options else {"pretrained"})
+    assert set(ran) == expected
+    assert set(experiments(clone)) == {"local-copy"}
+    after = lock_hashes(clone)
+    assert {path: after[path] for path in stage_outs(clone, "train") + stage_outs(clone, "evaluate")} \
+        == {path: committed[path] for path in stage_outs(clone, "train") + stage_outs(clone, "evaluate")}

@@ -13,10 +13,13 @@ import pytest
 from captioner import params
 from captioner.captions import carve_count
 from captioner.dataset import tokenize_collection
+from captioner.download import download_dataset
 from captioner.errors import PipelineError
 from captioner.files import read_jsonl
 from captioner.formats import AUTO, FORMATS, detect
+from captioner.formats.base import TextFolder
 from tests.datasets import write_coco, write_csv, write_flickr30k, write_karpathy
+from tests.http_server import serve_directory
 from tests.project import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +136,7 @@ def test_auto_detects_the_format_and_says_which(tmp_path, capsys, format_name):
 def test_auto_prefers_karpathy_and_names_the_other_formats_present(tmp_path, capsys):
     for format_name in ("csv", "karpathy", "coco"):
         WRITERS[format_name](tmp_path)
-    assert detect(tmp_path) == "karpathy"
+    assert detect(TextFolder(tmp_path)) == "karpathy"
     assert capsys.readouterr().out == ("tokenize: format auto chose karpathy (dataset_coco.json); also "
                                        "present: coco, csv (set tokenize.format to use one)\n")
 
@@ -142,7 +145,7 @@ def test_auto_without_a_known_file_lists_what_it_looked_for(tmp_path):
     (tmp_path / "readme.txt").write_text("nothing here")
     with pytest.raises(PipelineError, match=r"no captions file of a known format \(looked for "
                                             r"dataset_\*.json \(karpathy\), captions_\*.json"):
-        detect(tmp_path)
+        detect(TextFolder(tmp_path))
 
 
 def test_every_format_is_a_tokenize_format_param_value():
@@ -325,3 +328,99 @@ def test_two_token_files_are_refused(tmp_path):
     with pytest.raises(PipelineError, match=r"several \*.token files \(a.token, b.token\); keep one"):
         tokenize(tmp_path, "flickr30k")
 
+
+
+# --- a single captions file, named as the user likes: read in the chosen format, named in messages
+# as the user gave it -----------------------------------------------------------------------------
+
+
+def download_and_tokenize(tmp_path: Path, format_name: str, text_url: str) -> Result:
+    """The download stage's library call on a folder of GOOD's images and `text_url`, then tokenize."""
+    touch_images(tmp_path / "photos", GOOD)
+    settings = params.DownloadParams(images_url=str(tmp_path / "photos"), text_url=text_url,
+                                     images_sha256="", text_sha256="", max_unpacked_mb=10)
+    download_dataset(settings, images_dir=tmp_path / "raw/images", text_dir=tmp_path / "raw/text",
+                     partial_dir=tmp_path / "raw/.partial")
+    output = tmp_path / "captions"
+    output.mkdir()
+    config = dataclasses.replace(DEFAULTS, format=format_name, val_images=2, test_images=2)
+    metrics = tokenize_collection(config, tmp_path / "raw/images", tmp_path / "raw/text", output)
+    return Result(metrics, {split: read_jsonl(output / f"{split}.jsonl")
+                            for split in ("train", "val", "test")})
+
+
+SINGLE_FILES = [
+    ("csv", "my_photos.csv", csv_rows()),
+    ("karpathy", "annotations.json", good_karpathy()),
+    ("coco", "annotations.json", good_coco()),
+    ("flickr30k", "captions_2024.txt", token_lines()),
+]
+
+
+@pytest.mark.parametrize(("format_name", "file_name", "content"), SINGLE_FILES,
+                         ids=[case[0] for case in SINGLE_FILES])
+def test_a_single_file_is_read_in_the_chosen_format_whatever_its_name(tmp_path, format_name,
+                                                                       file_name, content):
+    write_text(tmp_path / "given", file_name, content)
+    result = download_and_tokenize(tmp_path, format_name, str(tmp_path / "given" / file_name))
+    assert result.metrics["format"] == format_name
+    assert sorted(image for split in ("train", "val", "test") for image in result.images(split)) == \
+        sorted(GOOD)
+
+
+def test_auto_on_a_single_file_with_an_unknown_name_says_to_set_the_format(tmp_path):
+    given = tmp_path / "given/my_photos.csv"
+    write_text(given.parent, given.name, csv_rows())
+    with pytest.raises(PipelineError) as raised:
+        download_and_tokenize(tmp_path, AUTO, str(given))
+    assert str(raised.value).startswith(f"{given}: cannot tell the file's format from its name (")
+    assert str(raised.value).endswith("; set tokenize.format")
+
+
+def test_a_single_file_is_no_flickr8k_collection_and_the_error_says_what_is(tmp_path):
+    given = tmp_path / "given/captions_2024.txt"
+    write_text(given.parent, given.name, token_lines())
+    with pytest.raises(PipelineError, match=r"set tokenize.format=flickr30k$") as raised:
+        download_and_tokenize(tmp_path, "flickr8k", str(given))
+    assert str(raised.value).startswith(f"{given}: tokenize.format=flickr8k reads Flickr8k.token.txt ")
+
+
+BAD_SINGLE_FILES = [
+    ("csv", "wrong_header.csv", "photo,text\ng0.jpg,a dog\n",
+     ": line 1: no 'image' column in the header (expected image,caption[,split]; found 'photo', "
+     "'text')"),
+    ("karpathy", "annotations.json", '{"images": [', ": not valid JSON: "),
+    ("coco", "annotations.json", '{"images": [}', ": not valid JSON: "),
+]
+
+
+@pytest.mark.parametrize(("format_name", "file_name", "content", "problem"), BAD_SINGLE_FILES,
+                         ids=[case[0] for case in BAD_SINGLE_FILES])
+def test_a_bad_single_file_stops_with_one_line_naming_it_as_given(tmp_path, format_name, file_name,
+                                                                  content, problem):
+    given = tmp_path / "given" / file_name
+    write_text(given.parent, file_name, content)
+    with serve_directory(given.parent) as server:
+        for run, text_url in enumerate((str(given), server.url_for(file_name))):
+            with pytest.raises(PipelineError) as raised:
+                download_and_tokenize(tmp_path / f"run_{run}", format_name, text_url)
+            assert str(raised.value).startswith(f"{text_url}{problem}")
+            assert "\n" not in str(raised.value)
+
+
+def test_a_skipped_line_is_named_by_the_file_as_given(tmp_path, capsys):
+    given = tmp_path / "given/my_photos.csv"
+    write_text(given.parent, given.name, csv_rows("g0.jpg, ?!\n"))
+    download_and_tokenize(tmp_path, "csv", str(given))
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {given}: skipped 1 entries (empty_caption), the first at line 12"]
+
+
+def test_a_file_from_an_archive_is_named_by_the_archive_as_given_and_its_member(tmp_path):
+    archive = tmp_path / "given/captions.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("text/captions.csv", "photo,caption\ng0.jpg,a dog\n")
+    with pytest.raises(PipelineError) as raised:
+        download_and_tokenize(tmp_path, "csv", str(archive))
+    assert str(raised.value).startswith(f"{archive} (captions.csv): line 1: no 'image' column")

@@ -13,6 +13,7 @@ from captioner import pinning
 from captioner.embeddings import matrix_from_file
 from captioner.errors import PipelineError
 from captioner.fetching import HttpPolicy
+from captioner.files import read_json, write_json
 from captioner.pinning import bring
 from captioner.pretrained import MANIFEST, VECTORS, WEIGHTS, read_placed
 from captioner.sources import sha256_of
@@ -147,3 +148,30 @@ def test_bad_sources_are_named(tmp_path, kind, source, sha256, message):
     with pytest.raises(PipelineError) as caught:
         bring(kind, source, sha256, tmp_path / "scratch")
     assert str(caught.value) == message
+
+
+def test_a_builtin_source_is_read_without_its_folder_and_a_file_needs_it(tmp_path):
+    # A fresh clone run with `dvc exp run --allow-missing` has the manifests from git, no folders.
+    bring(VECTORS, "train", "", tmp_path / "scratch")
+    shutil.rmtree(VECTORS.folder)
+    assert read_placed(VECTORS).builtin == "train"
+
+    path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
+    bring(VECTORS, str(path), "", tmp_path / "scratch")
+    assert read_json(VECTORS.manifest_copy) == read_json(VECTORS.folder / MANIFEST)
+    shutil.rmtree(VECTORS.folder)
+    with pytest.raises(PipelineError) as caught:
+        read_placed(VECTORS)
+    assert str(caught.value) == (
+        f"data/pretrained/vectors: missing, and data/pretrained/vectors.json names a file "
+        f"(sha256 {sha256_of(path)}); run `dvc pull` or `dvc repro -f pretrained`")
+
+
+def test_a_folder_that_disagrees_with_its_manifest_in_git_is_refused(tmp_path):
+    weights = tmp_path / "resnet50.weights.h5"
+    weights.write_bytes(b"not really weights")
+    bring(WEIGHTS, str(weights), "", tmp_path / "scratch")
+    write_json(WEIGHTS.manifest_copy, {"file": "weights.weights.h5", "sha256": "0" * 64})
+    with pytest.raises(PipelineError, match=r"^data/pretrained/weights: holds other content than "
+                                            r"data/pretrained/weights.json names; run `dvc checkout`"):
+        read_placed(WEIGHTS)

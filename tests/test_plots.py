@@ -14,14 +14,14 @@ from PIL import Image
 from tests.project import ROOT, commit_all, dvc, run
 
 HISTORY = Path("metrics/train/epochs.tsv")
-SAMPLE_PLOTS = Path("data/evaluation/samples")
+SAMPLE_PLOTS = Path("data/sample_plots")
 SAMPLE_NAMES = ("01_pic_001.png", "02_pic_007.png")
 CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch"}
 # How each bundled library's minified build defines its browser global.
 LIBRARY_DEFINITIONS = ("self).vega={}", "self).vegaLite={}", "self).vegaEmbed=")
 SPEC = re.compile(r"var spec = (.*);$", re.MULTILINE)
 # An image plot on the page: its path, then for each revision its name and its copied PNG.
-IMAGE_PLOT = re.compile(r"<p>(data/evaluation/samples/[^<]+)</p>((?:\s*<div[^>]*>\s*<p>[^<]*</p>\s*"
+IMAGE_PLOT = re.compile(r"<p>(data/sample_plots/[^<]+)</p>((?:\s*<div[^>]*>\s*<p>[^<]*</p>\s*"
                         r"<img src=\"[^\"]+\">\s*</div>)+)")
 REVISION_IMAGE = re.compile(r"<p>([^<]*)</p>\s*<img src=\"([^\"]+)\">")
 

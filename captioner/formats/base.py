@@ -1,5 +1,8 @@
-"""What every caption format yields: a stream of entries, and a tally of the entries it skipped.
+"""What every caption format reads and yields: the captions files, a stream of entries, and a
+tally of the entries it skipped.
 
+The files are the download stage's copies in `data/raw/text`, each named in messages as the user
+gave it: the `download.text_url` of a single captions file, or the archive's with the member's name.
 An entry names an image the way its file does (a file name or a relative path), with one caption or
 none (an entry that only puts an image in a split), the split its file gives (train, val, test) or
 none, and where it came from: the file and a line number or a JSON key, for messages.
@@ -8,6 +11,7 @@ none, and where it came from: the file and a line number or a JSON key, for mess
 from __future__ import annotations
 
 import collections
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,8 +21,65 @@ from typing import Any, NamedTuple
 import ijson
 
 from captioner.errors import PipelineError
+from captioner.files import read_json
+from captioner.paths import RAW_TEXT_SOURCE
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class CaptionFile(os.PathLike):
+    """A captions file: opened at its copy (`path`), named in messages by `label`."""
+
+    path: Path
+    label: str
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def name(self) -> str:
+        """The copy's file name (an archive member's, or the single file's)."""
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class TextFolder:
+    """The folder of captions files the download stage filled, and where they came from.
+
+    `source` is `download.text_url` as the user gave it (None where the folder has no record of
+    it); `single_file` the one file's name when that source is a single captions file, which is
+    then the captions file whatever it is called.
+    """
+
+    folder: Path
+    source: str | None = None
+    single_file: str | None = None
+
+    @classmethod
+    def read(cls, folder: Path) -> TextFolder:
+        """The folder and what the download stage recorded of its source, if anything."""
+        record_file = folder / RAW_TEXT_SOURCE.name
+        if not record_file.is_file():
+            return cls(folder)
+        record = read_json(record_file)
+        return cls(folder, record["source"], record["single_file"])
+
+    @property
+    def label(self) -> str:
+        """How messages name the captions' source: as the user gave it, or else the folder."""
+        return self.source or str(self.folder)
+
+    def file(self, path: Path) -> CaptionFile:
+        """A file of the folder, labelled by its source."""
+        if self.source is None:
+            return CaptionFile(path, str(path))
+        if self.single_file is not None:
+            return CaptionFile(path, self.source)
+        return CaptionFile(path, f"{self.source} ({path.name})")
 
 
 class Entry(NamedTuple):
@@ -27,7 +88,7 @@ class Entry(NamedTuple):
     image: str
     caption: str | None
     split: str | None
-    file: Path
+    file: CaptionFile
     place: int | str
 
 
@@ -44,7 +105,7 @@ class Source:
     only_listed: bool = False
 
 
-def where(file: Path, place: int | str) -> str:
+def where(file: CaptionFile, place: int | str) -> str:
     """`FILE: line N` or `FILE: KEY`: the start of every message about one entry."""
     return f"{file}: line {place}" if isinstance(place, int) else f"{file}: {place}"
 
@@ -55,9 +116,9 @@ class Skips:
 
     counts: collections.Counter = field(default_factory=collections.Counter)
     first: dict[str, int | str] = field(default_factory=dict)
-    per_file: dict[tuple[Path, str], list] = field(default_factory=dict)
+    per_file: dict[tuple[CaptionFile, str], list] = field(default_factory=dict)
 
-    def skip(self, reason: str, file: Path, place: int | str) -> None:
+    def skip(self, reason: str, file: CaptionFile, place: int | str) -> None:
         """Counts one skipped entry."""
         self.counts[reason] += 1
         self.first.setdefault(reason, place)
@@ -72,7 +133,7 @@ class Skips:
                   file=sys.stderr)
 
 
-def split_named(value: str, file: Path, place: int | str, aliases: dict[str, str]) -> str:
+def split_named(value: str, file: CaptionFile, place: int | str, aliases: dict[str, str]) -> str:
     """The split a file's value stands for: train, val or test, or one of the format's aliases."""
     split = aliases.get(value, value)
     if split not in SPLITS:
@@ -81,17 +142,15 @@ def split_named(value: str, file: Path, place: int | str, aliases: dict[str, str
     return split
 
 
-def only_file(files: list[Path], text_dir: Path, pattern: str) -> Path:
-    """The one file matching `pattern`, refusing none or several."""
-    if not files:
-        raise PipelineError(f"{text_dir}: no {pattern} file")
+def only_file(files: list[CaptionFile], text: TextFolder, pattern: str) -> CaptionFile:
+    """The one file matching `pattern`, refusing several."""
     if len(files) > 1:
         names = ", ".join(file.name for file in files)
-        raise PipelineError(f"{text_dir}: several {pattern} files ({names}); keep one")
+        raise PipelineError(f"{text.label}: several {pattern} files ({names}); keep one")
     return files[0]
 
 
-def json_items(path: Path, prefix: str) -> Iterator[tuple[int, Any]]:
+def json_items(path: CaptionFile, prefix: str) -> Iterator[tuple[int, Any]]:
     """Streams the items of the array at `prefix` (e.g. `images.item`) with their index.
 
     Refuses a file that is not JSON, or that has no such array or an empty one.

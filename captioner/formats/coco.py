@@ -1,6 +1,7 @@
 """COCO: one or more `captions_*.json` files (`images[].id/file_name`, `annotations[].image_id/caption`).
 
-A file whose name holds `train` gives the train split, `val` the val split; test is carved.
+A file whose name holds `train` gives the train split, `val` the val split; test is carved. A single
+file given alone whose name holds neither (`annotations.json`) gives train, val and test carved.
 Each file is streamed twice: once for its images, once for its annotations.
 """
 
@@ -10,7 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, first_missing, id_field, json_items, text_field
+from captioner.formats.base import (
+    CaptionFile,
+    Entry,
+    Skips,
+    Source,
+    TextFolder,
+    first_missing,
+    id_field,
+    json_items,
+    text_field,
+)
 from captioner.text import has_words
 
 NAME = "coco"
@@ -22,24 +33,23 @@ def find_files(text_dir: Path) -> list[Path]:
     return sorted(text_dir.glob(PATTERN))
 
 
-def read(text_dir: Path, skips: Skips) -> Source:
+def read(files: list[CaptionFile], text: TextFolder, skips: Skips) -> Source:
     """Every annotation file's captions, with the split its file name gives."""
-    files = find_files(text_dir)
-    splits = {path: split_of_file(path) for path in files}
-    return Source(entry for path in files for entry in _entries(path, splits[path], skips))
+    splits = {file: split_of_file(file, alone=text.single_file is not None) for file in files}
+    return Source(entry for file in files for entry in _entries(file, splits[file], skips))
 
 
-def split_of_file(path: Path) -> str:
-    """`train` or `val`, from the file name."""
-    stem = path.stem.lower()
-    if "train" in stem:
+def split_of_file(file: CaptionFile, alone: bool) -> str:
+    """`train` or `val`, from the file name; `train` for a file given alone that names neither."""
+    stem = file.path.stem.lower()
+    if "train" in stem or alone and "val" not in stem:
         return "train"
     if "val" in stem:
         return "val"
-    raise PipelineError(f"{path}: cannot tell its split from its name (expected 'train' or 'val' in it)")
+    raise PipelineError(f"{file}: cannot tell its split from its name (expected 'train' or 'val' in it)")
 
 
-def _entries(path: Path, split: str, skips: Skips) -> Iterator[Entry]:
+def _entries(path: CaptionFile, split: str, skips: Skips) -> Iterator[Entry]:
     """An entry without caption per image (so images with no annotation are known), then the captions."""
     file_names: dict[int | str, str] = {}
     for index, image in json_items(path, "images.item"):

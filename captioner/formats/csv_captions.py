@@ -1,5 +1,6 @@
-"""CSV: `captions.csv` with a header naming an `image` and a `caption` column and, optionally, a
-`split` column (train, val or test; an empty cell leaves the image to the training pool).
+"""CSV: `captions.csv` (any name when given alone) with a header naming an `image` and a `caption`
+column and, optionally, a `split` column (train, val or test; an empty cell leaves the image to the
+training pool).
 
 One caption per row; an image has as many rows as captions. `image` is a file name or a path
 relative to the images folder. Other columns are ignored.
@@ -12,7 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source, split_named, where
+from captioner.formats.base import (
+    CaptionFile,
+    Entry,
+    Skips,
+    Source,
+    TextFolder,
+    only_file,
+    split_named,
+    where,
+)
 from captioner.text import has_words
 
 NAME = "csv"
@@ -26,13 +36,12 @@ def find_files(text_dir: Path) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def read(text_dir: Path, skips: Skips) -> Source:
+def read(files: list[CaptionFile], text: TextFolder, skips: Skips) -> Source:
     """The rows' captions, with their split when the file has a split column."""
-    path = text_dir / PATTERN
-    return Source(_entries(path, skips))
+    return Source(_entries(only_file(files, text, PATTERN), skips))
 
 
-def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
+def _entries(path: CaptionFile, skips: Skips) -> Iterator[Entry]:
     try:
         # Undecodable bytes become lone surrogates, so that only their rows are skipped.
         handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -64,7 +73,7 @@ def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
             raise PipelineError(f"{where(path, rows.line_num)}: {error}") from None
 
 
-def _columns(path: Path, header: list[str] | None) -> dict[str, int]:
+def _columns(path: CaptionFile, header: list[str] | None) -> dict[str, int]:
     """Column positions by lower-cased name, refusing a header without `image` or `caption`."""
     names = [name.strip().lower() for name in header or []]
     for required in REQUIRED_COLUMNS:

@@ -1,11 +1,12 @@
-"""Flickr30k: one `*.token` file (upstream `results_20130124.token`) of `IMAGE.jpg#N<TAB>caption`
-lines, with no splits: train takes every image, val and test are carved from it."""
+"""Flickr30k: one `*.token` file (upstream `results_20130124.token`; any name when given alone) of
+`IMAGE.jpg#N<TAB>caption` lines, with no splits: train takes every image, val and test are carved
+from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from captioner.formats.base import Skips, Source, only_file
+from captioner.formats.base import CaptionFile, Skips, Source, TextFolder, only_file
 from captioner.formats.flickr8k import token_lines
 
 NAME = "flickr30k"
@@ -17,7 +18,6 @@ def find_files(text_dir: Path) -> list[Path]:
     return sorted(text_dir.glob(PATTERN))
 
 
-def read(text_dir: Path, skips: Skips) -> Source:
+def read(files: list[CaptionFile], text: TextFolder, skips: Skips) -> Source:
     """The token file's captions, without splits."""
-    token_file = only_file(find_files(text_dir), text_dir, PATTERN)
-    return Source(token_lines(token_file, skips))
+    return Source(token_lines(only_file(files, text, PATTERN), skips))

@@ -1,6 +1,8 @@
 """Flickr8k: `Flickr8k.token.txt` (`IMAGE.jpg#N<TAB>caption` lines) and the official split lists.
 
-Only images that a split list names are used; the dev list gives the val split.
+Only images that a split list names are used; the dev list gives the val split. The lists come with
+the token file in an archive (`Flickr8k_text.zip`): a token file given alone is refused, pointing
+to `flickr30k`, which reads the same lines and carves the splits.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from itertools import chain
 from pathlib import Path
 
 from captioner.errors import PipelineError
-from captioner.formats.base import Entry, Skips, Source
+from captioner.formats.base import CaptionFile, Entry, Skips, Source, TextFolder, only_file
 from captioner.text import has_words
 
 NAME = "flickr8k"
@@ -32,23 +34,30 @@ def find_files(text_dir: Path) -> list[Path]:
     return [token_file] if token_file.is_file() else []
 
 
-def read(text_dir: Path, skips: Skips) -> Source:
+def read(files: list[CaptionFile], text: TextFolder, skips: Skips) -> Source:
     """The split lists' entries first, then the token file's captions."""
-    listed = [list_entries(text_dir / name, _SPLIT_OF_LIST[key]) for key, name in SPLIT_FILES.items()]
-    return Source(chain(*listed, token_lines(text_dir / TOKEN_FILE, skips)), only_listed=True)
+    token_file = only_file(files, text, PATTERN)
+    if text.single_file is not None:
+        raise PipelineError(f"{token_file}: tokenize.format=flickr8k reads {TOKEN_FILE} with its split "
+                            f"lists ({', '.join(SPLIT_FILES.values())}) from an archive such as "
+                            "Flickr8k_text.zip; for a single file of IMAGE#N<TAB>caption lines set "
+                            "tokenize.format=flickr30k")
+    listed = [list_entries(text.file(text.folder / name), _SPLIT_OF_LIST[key])
+              for key, name in SPLIT_FILES.items()]
+    return Source(chain(*listed, token_lines(token_file, skips)), only_listed=True)
 
 
-def list_entries(path: Path, split: str) -> list[Entry]:
+def list_entries(path: CaptionFile, split: str) -> list[Entry]:
     """A split list's image names (one per line; blank lines skipped) as entries without captions."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+        lines = path.path.read_text(encoding="utf-8", errors="strict").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise PipelineError(f"{path}: cannot read the split list: {error}") from None
     return [Entry(line.strip(), None, split, path, number)
             for number, line in enumerate(lines, start=1) if line.strip()]
 
 
-def token_lines(path: Path, skips: Skips) -> Iterator[Entry]:
+def token_lines(path: CaptionFile, skips: Skips) -> Iterator[Entry]:
     """Reads `IMAGE#N<TAB>caption` lines, tolerating CRLF, blank lines and malformed lines.
 
     Lines that cannot be used are skipped and counted by reason: invalid UTF-8, no tab or no `#N`,
@@ -75,7 +84,7 @@ def token_lines(path: Path, skips: Skips) -> Iterator[Entry]:
         raise PipelineError(f"{path}: no usable 'IMAGE.jpg#N<TAB>caption' lines")
 
 
-def _parse_line(raw_line: bytes, path: Path, number: int,
+def _parse_line(raw_line: bytes, path: CaptionFile, number: int,
                 skips: Skips) -> tuple[str, str, str] | None:
     """The line's caption id, image name and caption; None for a blank or skipped line."""
     try:

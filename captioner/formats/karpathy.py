@@ -1,4 +1,5 @@
-"""Karpathy's split files (`dataset_coco.json`, `dataset_flickr8k.json`, `dataset_flickr30k.json`).
+"""Karpathy's split files (`dataset_coco.json`, `dataset_flickr8k.json`, `dataset_flickr30k.json`;
+any name when given alone).
 
 Each `images[]` entry has `filename`, an optional `filepath` folder, a `split` (train, restval,
 val or test; restval joins train) and `sentences[].raw`, the captions.
@@ -10,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from captioner.formats.base import (
+    CaptionFile,
     Entry,
     Skips,
     Source,
+    TextFolder,
     first_missing,
     json_items,
     only_file,
@@ -31,13 +34,12 @@ def find_files(text_dir: Path) -> list[Path]:
     return sorted(text_dir.glob(PATTERN))
 
 
-def read(text_dir: Path, skips: Skips) -> Source:
+def read(files: list[CaptionFile], text: TextFolder, skips: Skips) -> Source:
     """The split file's captions, each with its image's split."""
-    path = only_file(find_files(text_dir), text_dir, PATTERN)
-    return Source(_entries(path, skips))
+    return Source(_entries(only_file(files, text, PATTERN), skips))
 
 
-def _entries(path: Path, skips: Skips) -> Iterator[Entry]:
+def _entries(path: CaptionFile, skips: Skips) -> Iterator[Entry]:
     for index, image in json_items(path, "images.item"):
         place = f"images[{index}]"
         filename, split = text_field(image, "filename"), text_field(image, "split")
