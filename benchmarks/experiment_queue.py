@@ -41,7 +41,7 @@ from benchmarks.pipeline import (  # noqa: E402
     prepare_project,
     print_machine,
 )
-from captioner.errors import PipelineError, run_stage  # noqa: E402
+from captioner.core.errors import PipelineError, run_stage  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared/flickr8k-sample"
 ENDED = ("Success", "Failed")

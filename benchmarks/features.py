@@ -31,10 +31,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from captioner import params  # noqa: E402
-from captioner.features import FeatureExtractor, load_pixels  # noqa: E402
-from captioner.files import read_json  # noqa: E402
-from captioner.image_files import is_image_name  # noqa: E402
+from captioner.core import quiet_start  # noqa: E402
+
+quiet_start.install()
+
+from captioner.core import params  # noqa: E402
+from captioner.core.files import read_json  # noqa: E402
+from captioner.core.image_files import is_image_name  # noqa: E402
+from captioner.inputs.features import FeatureExtractor, load_pixels  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 ARCHIVES = (SHARED / "flickr8k/Flickr8k_Dataset.zip", SHARED / "flickr8k-sample/Flickr8k_Dataset.zip")

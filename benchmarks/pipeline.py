@@ -2,7 +2,7 @@
 scores and speeds, and the seed's training scheme for comparison.
 
 Clones the project's last commit into a work folder, points download.* at the local archives
-(as ../shared/NAME/..., through a link beside the copy, so that metrics/download.json records the
+(as ../shared/NAME/..., through a link beside the copy, so that data/records/download.json records the
 same relative paths as a run in this repository would, never this machine's folders), applies
 `-S section.key=value` overrides to params.yaml and runs `dvc repro --single-item STAGE` one stage at
 a time, measuring its wall and CPU seconds and its peak memory (the largest resident set of any process in
@@ -39,9 +39,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from captioner import params, paths  # noqa: E402
-from captioner.errors import PipelineError, run_stage  # noqa: E402
-from captioner.files import read_json, read_jsonl  # noqa: E402
+from captioner.core import params, paths  # noqa: E402
+from captioner.core.errors import PipelineError, run_stage  # noqa: E402
+from captioner.core.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
 STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate")

@@ -34,11 +34,15 @@ from keras import layers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from captioner import params  # noqa: E402
-from captioner.files import read_npy  # noqa: E402
-from captioner.paths import CAPTIONS, EMBEDDINGS, FEATURES  # noqa: E402
-from captioner.splits import load_features, load_split  # noqa: E402
-from captioner.text import PAD_ID  # noqa: E402
+from captioner.core import quiet_start  # noqa: E402
+
+quiet_start.install()
+
+from captioner.core import params  # noqa: E402
+from captioner.core.files import read_npy  # noqa: E402
+from captioner.core.paths import CAPTIONS, EMBEDDINGS, FEATURES  # noqa: E402
+from captioner.core.text import PAD_ID  # noqa: E402
+from captioner.model.splits import load_features, load_split  # noqa: E402
 
 IMAGES_PER_BATCH = 5
 WARM_UP_BATCHES = 2

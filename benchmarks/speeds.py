@@ -23,13 +23,17 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.features import forward_throughput  # noqa: E402
 from benchmarks.seed_scheme import seed_scheme_tokens_per_s  # noqa: E402
-from captioner import params  # noqa: E402
-from captioner.artifacts import load_model  # noqa: E402
-from captioner.decoding import Decoder  # noqa: E402
-from captioner.errors import run_stage  # noqa: E402
-from captioner.image_files import list_images  # noqa: E402
-from captioner.paths import BEST_MODEL, CAPTIONS, FEATURES, RAW_IMAGES  # noqa: E402
-from captioner.splits import load_features, load_split  # noqa: E402
+from captioner.core import quiet_start  # noqa: E402
+
+quiet_start.install()
+
+from captioner.core import params  # noqa: E402
+from captioner.core.errors import run_stage  # noqa: E402
+from captioner.core.image_files import list_images  # noqa: E402
+from captioner.core.paths import BEST_MODEL, CAPTIONS, FEATURES, RAW_IMAGES  # noqa: E402
+from captioner.model.artifacts import load_model  # noqa: E402
+from captioner.model.decoding import Decoder  # noqa: E402
+from captioner.model.splits import load_features, load_split  # noqa: E402
 
 
 def greedy_decode_images_per_s(project: Path) -> float:

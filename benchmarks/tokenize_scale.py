@@ -135,7 +135,7 @@ def run_stage(project: Path, case: str, images: int, captions_count: int) -> Sta
     if finished.returncode != 0:
         raise SystemExit(f"tokenize failed in {project}:\n{log.read_text()[-2000:]}")
     wall, user, system, peak_kb = (float(value) for value in timing.read_text().split()[-4:])
-    splits = json.loads((project / "metrics/data.json").read_text())["splits"]
+    splits = json.loads((project / "data/records/tokenize.json").read_text())["splits"]
     return StageRun(case, images, captions_count, wall, user + system, peak_kb / 1024,
                     {name: split["images"] for name, split in splits.items()})
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from captioner.core import quiet_start
+
+quiet_start.install()
+
 import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from captioner import params
-from captioner.artifacts import CaptionModel, load_model, model_info_path
-from captioner.decoding import Decoder
-from captioner.errors import PipelineError
-from captioner.features import FeatureExtractor
-from captioner.paths import BEST_MODEL, PARAMS_FILE
-from captioner.text import decode
+from captioner.core import params
+from captioner.core.errors import PipelineError
+from captioner.core.paths import BEST_MODEL, PARAMS_FILE
+from captioner.core.text import decode
+from captioner.inputs.features import FeatureExtractor
+from captioner.model.artifacts import CaptionModel, load_model, model_info_path
+from captioner.model.decoding import Decoder
 
 
 def image_paths(arguments: list[str]) -> list[Path]:

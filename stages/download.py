@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from captioner import params
-from captioner.download import download_dataset
-from captioner.errors import run_stage
-from captioner.files import write_json
-from captioner.paths import DOWNLOAD_METRICS, DOWNLOAD_PARTIAL, RAW, RAW_IMAGES, RAW_TEXT
+from captioner.core import quiet_start
+
+quiet_start.install()
+
+from captioner.acquire.download import download_dataset
+from captioner.core import params
+from captioner.core.errors import run_stage
+from captioner.core.files import write_json
+from captioner.core.paths import DOWNLOAD_PARTIAL, DOWNLOAD_RECORD, RAW, RAW_IMAGES, RAW_TEXT
 
 
 def main() -> None:
@@ -14,7 +18,7 @@ def main() -> None:
     settings = params.load(params.DownloadParams)
     metrics = download_dataset(settings, images_dir=RAW_IMAGES, text_dir=RAW_TEXT,
                                partial_dir=DOWNLOAD_PARTIAL)
-    write_json(DOWNLOAD_METRICS, metrics)
+    write_json(DOWNLOAD_RECORD, metrics)
     print(f"download: {metrics['images']} images and {len(metrics['text_files'])} text files "
           f"in {RAW}")
 

@@ -3,13 +3,17 @@ from the pretrained vectors that the pretrained stage placed in data/pretrained/
 
 from __future__ import annotations
 
-from captioner import params
-from captioner.embeddings import matrix_from_file, matrix_from_model, train_fasttext
-from captioner.errors import PipelineError, run_stage
-from captioner.files import atomic_path, read_json, read_jsonl, write_json, write_npy
-from captioner.paths import EMBED_METRICS, EMBEDDINGS, EMBEDDINGS_DIR, VOCABULARY, split_file
-from captioner.pretrained import VECTORS, read_placed
-from captioner.text import clean
+from captioner.core import quiet_start
+
+quiet_start.install()
+
+from captioner.core import params
+from captioner.core.errors import PipelineError, run_stage
+from captioner.core.files import atomic_path, read_json, read_jsonl, write_json, write_npy
+from captioner.core.paths import EMBED_RECORD, EMBEDDINGS, EMBEDDINGS_DIR, VOCABULARY, split_file
+from captioner.core.placed import VECTORS, read_placed
+from captioner.core.text import clean
+from captioner.inputs.embeddings import matrix_from_file, matrix_from_model, train_fasttext
 
 
 def main() -> None:
@@ -29,7 +33,7 @@ def main() -> None:
     with atomic_path(EMBEDDINGS_DIR) as folder:
         folder.mkdir()
         write_npy(folder / EMBEDDINGS.name, matrix)
-    write_json(EMBED_METRICS, {"source": vectors.describe(), "dim": int(matrix.shape[1]),
+    write_json(EMBED_RECORD, {"source": vectors.describe(), "dim": int(matrix.shape[1]),
                                "vocab_size": int(matrix.shape[0]), "coverage": round(coverage, 5)})
     print(f"embed: {matrix.shape[0]} x {matrix.shape[1]} matrix, coverage {coverage:.1%}")
 

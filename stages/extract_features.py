@@ -1,32 +1,23 @@
-"""Stage extract_features: one ImageNet CNN feature vector per image of data/raw/images/.
-
-Writes data/features/ (features.npy: float16 N x D, images.json: image ids in row order,
-backbone.json: what rebuilds the same CNN at the same batch shape) as one atomic folder swap, and
-metrics/features.json. Reads the images, the weights the pretrained stage placed in
-data/pretrained/weights and the extract_features params.
-"""
+"""Stage extract_features: one ImageNet CNN feature vector per image of data/raw/images/, into
+data/features/ (features.npy: float16 N x D, images.json: image ids in row order, backbone.json:
+what rebuilds the same CNN), with the weights that data/pretrained/weights.json names."""
 
 from __future__ import annotations
+
+from captioner.core import quiet_start
+
+quiet_start.install()
 
 import sys
 import time
 
-from captioner import devices, params
-from captioner.errors import run_stage
-from captioner.features import Extraction, FeatureExtractor, check_bad_fraction, find_images
-from captioner.files import atomic_path, write_json, write_npy
-from captioner.image_files import image_id
-from captioner.paths import FEATURES, FEATURES_METRICS, FEATURES_SPEED, RAW_IMAGES
-from captioner.pretrained import WEIGHTS, read_placed
-
-
-def write_features(extraction: Extraction, description: dict[str, str | int]) -> None:
-    """Writes features.npy, images.json and backbone.json, replacing the folder in one step."""
-    with atomic_path(FEATURES) as folder:
-        folder.mkdir()
-        write_npy(folder / "features.npy", extraction.features)
-        write_json(folder / "images.json", [image_id(path, RAW_IMAGES) for path in extraction.paths])
-        write_json(folder / "backbone.json", description)
+from captioner.core import devices, params
+from captioner.core.errors import run_stage
+from captioner.core.files import write_json
+from captioner.core.image_files import image_id
+from captioner.core.paths import FEATURES, FEATURES_RECORD, FEATURES_SPEED, RAW_IMAGES
+from captioner.core.placed import WEIGHTS, read_placed
+from captioner.inputs.features import FeatureExtractor, check_bad_fraction, find_images, write_features
 
 
 def main() -> None:
@@ -42,8 +33,8 @@ def main() -> None:
     for path, reason in extraction.bad:
         print(f"warning: {path}: left out: {reason}", file=sys.stderr)
     check_bad_fraction(extraction, RAW_IMAGES, len(paths), settings.max_bad_fraction)
-    write_features(extraction, extractor.description())
-    write_json(FEATURES_METRICS, {
+    write_features(extraction, extractor.description(), RAW_IMAGES, FEATURES)
+    write_json(FEATURES_RECORD, {
         "backbone": settings.backbone,
         "weights": weights.describe(),
         "dim": extractor.dim,

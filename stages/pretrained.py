@@ -7,17 +7,21 @@ dvc.lock names by hash and from which everything after it was built. embed.sha25
 extract_features.weights_sha256 pin a file's content: a run that finds other content stops with
 one error naming the file, and setting a new pin is how a changed file is taken. The folders are
 cached persistent outputs: `dvc push` / `dvc pull` carry them, and DVC does not delete them before
-a run, so that captioner.pinning can keep a file it already holds instead of fetching it again.
+a run, so that captioner.acquire.pinning can keep a file it already holds instead of fetching it again.
 """
 
 from __future__ import annotations
 
-from captioner import params
-from captioner.errors import run_stage
-from captioner.files import write_json
-from captioner.paths import PRETRAINED_METRICS, PRETRAINED_SCRATCH
-from captioner.pinning import bring
-from captioner.pretrained import VECTORS, WEIGHTS
+from captioner.core import quiet_start
+
+quiet_start.install()
+
+from captioner.acquire.pinning import bring
+from captioner.core import params
+from captioner.core.errors import run_stage
+from captioner.core.files import write_json
+from captioner.core.paths import PRETRAINED_RECORD, PRETRAINED_SCRATCH
+from captioner.core.placed import VECTORS, WEIGHTS
 
 
 def main() -> None:
@@ -33,7 +37,7 @@ def main() -> None:
             print(f"pretrained: {source} is not pinned; to pin it, set {kind.sha256_setting}: "
                   f"{record['sha256']}")
         metrics[kind.stem] = record
-    write_json(PRETRAINED_METRICS, metrics)
+    write_json(PRETRAINED_RECORD, metrics)
 
 
 if __name__ == "__main__":

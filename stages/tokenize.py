@@ -3,11 +3,15 @@ images present, splits them, builds the vocabulary from the training captions an
 
 from __future__ import annotations
 
-from captioner import params
-from captioner.dataset import summary, tokenize_collection
-from captioner.errors import run_stage
-from captioner.files import atomic_path, write_json
-from captioner.paths import CAPTIONS, DATA_METRICS, RAW_IMAGES, RAW_TEXT
+from captioner.core import quiet_start
+
+quiet_start.install()
+
+from captioner.captions.tokenize import summary, tokenize_collection
+from captioner.core import params
+from captioner.core.errors import run_stage
+from captioner.core.files import atomic_path, write_json
+from captioner.core.paths import CAPTIONS, RAW_IMAGES, RAW_TEXT, TOKENIZE_RECORD
 
 
 def main() -> None:
@@ -15,7 +19,7 @@ def main() -> None:
     with atomic_path(CAPTIONS) as folder:
         folder.mkdir()
         metrics = tokenize_collection(config, RAW_IMAGES, RAW_TEXT, folder)
-    write_json(DATA_METRICS, metrics)
+    write_json(TOKENIZE_RECORD, metrics)
     print(summary(metrics))
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.datasets import Flickr8kArchives, write_flickr8k
-from tests.http_server import ServedDirectory, serve_directory
-from tests.project import FAST_PARAMS, commit_all, copy_project, dvc
+from tests.helpers.datasets import Flickr8kArchives, write_flickr8k
+from tests.helpers.http_server import ServedDirectory, serve_directory
+from tests.helpers.project import FAST_PARAMS, commit_all, copy_project, dvc
 
 # Opt-in markers: their tests run only when `-m` names them.
 OPT_IN = ("long", "full_data")

@@ -11,10 +11,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from captioner.backbones import LITE_VARIANTS, build_backbone, feature_dim
-from captioner.errors import PipelineError
-from captioner.features import load_pixels
-from captioner.params import BACKBONES
+from captioner.core.errors import PipelineError
+from captioner.core.params import BACKBONES
+from captioner.inputs.backbones import LITE_VARIANTS, build_backbone, feature_dim
+from captioner.inputs.features import load_pixels
 
 CAT_CLASSES = range(281, 286)
 COFFEE_CLASSES = (967, 968, 504)  # espresso, cup, coffee mug

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from captioner.decoding import Decoder
-from captioner.model import build_captioner
-from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID
+from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
+from captioner.model.decoding import Decoder
+from captioner.model.network import build_captioner
 
 VOCAB_SIZE = 12
 

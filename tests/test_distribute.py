@@ -5,6 +5,7 @@ from the chief's checkpoint, and only the chief writes into its project."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import signal
@@ -12,24 +13,27 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from captioner import distribute, paths
-from captioner.errors import PipelineError
-from captioner.files import read_json, write_json, write_jsonl, write_npy
-from captioner.training import caption_dataset
-from tests.project import ROOT, environment, set_params
+from captioner.core import paths
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json, write_json, write_jsonl, write_npy
+from captioner.training import distribute
+from captioner.training.data import caption_dataset
+from tests.helpers.project import ROOT, environment, set_params
 from tests.test_training_loop import VOCABULARY, records
 
 # A single process's run must end within this; a hung collective op fails the test instead.
 TIMEOUT_S = 240
 EPOCHS = 3
 # Written by the chief alone; the speed file holds timings only.
-CHIEF_OUTPUTS = ["models/model.keras", "models/model.json", "metrics/train/metrics.json",
+CHIEF_OUTPUTS = ["models/model.keras", "models/model.json", "data/records/train/metrics.json",
                  "metrics/train/epochs.tsv", "metrics/speed/train.json",
                  *[f"models/epochs/epoch_{number:03d}.keras" for number in range(1, EPOCHS + 1)]]
 # Final training loss of mirrored over two devices against one device, relative: each replica
@@ -66,12 +70,12 @@ def train_project(folder: Path, distribute_mode: str) -> Path:
 
 def start_worker(project: Path, logical_cpus: int, weights: Path,
                  tf_config: str | None = None) -> subprocess.Popen:
-    """`python -m tests.train_worker` in `project`, with this repository's code."""
+    """`python -m tests.helpers.train_worker` in `project`, with this repository's code."""
     env = {**environment(), "PYTHONPATH": str(ROOT)}
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
-    return subprocess.Popen([sys.executable, "-m", "tests.train_worker", str(logical_cpus),
+    return subprocess.Popen([sys.executable, "-m", "tests.helpers.train_worker", str(logical_cpus),
                              str(weights)], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -188,3 +192,27 @@ def test_multi_worker_without_a_usable_tf_config_is_refused_in_one_line(monkeypa
     with pytest.raises(PipelineError, match=message) as refused:
         distribute.check_tf_config()
     assert "\n" not in str(refused.value)
+
+
+def test_the_keras_patch_replaces_the_installed_keras_function():
+    trainer = importlib.import_module(distribute.KERAS_TRAINER)
+    original = trainer._collective_all_reduce_multi_worker
+    try:
+        distribute.patch_keras_step_logs()
+        assert trainer._collective_all_reduce_multi_worker(None) is False
+    finally:
+        trainer._collective_all_reduce_multi_worker = original
+
+
+@pytest.mark.parametrize("changed", ["missing", "other_arguments"])
+def test_a_keras_without_the_patched_function_is_refused_in_one_line(changed):
+    trainer = types.ModuleType("trainer")
+    if changed == "other_arguments":
+        trainer._collective_all_reduce_multi_worker = lambda strategy, axis: True
+    with pytest.raises(PipelineError) as refused:
+        distribute.patch_keras_step_logs(trainer)
+    message = str(refused.value)
+    assert message.startswith(f"train.distribute multi_worker: keras {keras.__version__} has no "
+                              f"{distribute.KERAS_TRAINER}._collective_all_reduce_multi_worker")
+    assert f"for Keras {distribute.PATCHED_KERAS}" in message and "\n" not in message
+    assert keras.__version__.startswith(distribute.PATCHED_KERAS + ".")

@@ -18,15 +18,15 @@ import pytest
 import requests
 import yaml
 
-from captioner.download import download_dataset
-from captioner.errors import PipelineError
-from captioner.fetching import HttpPolicy, fetch
-from captioner.files import read_json
-from captioner.params import DownloadParams
-from captioner.paths import RAW_TEXT_SOURCE
-from captioner.sources import local_path
-from tests.http_server import serve_directory
-from tests.project import copy_project, dvc, run, set_params
+from captioner.acquire.download import download_dataset
+from captioner.acquire.fetching import HttpPolicy, fetch
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json
+from captioner.core.params import DownloadParams
+from captioner.core.paths import DOWNLOAD_RECORD, RAW_TEXT_SOURCE
+from captioner.core.sources import local_path
+from tests.helpers.http_server import serve_directory
+from tests.helpers.project import copy_project, dvc, run, set_params
 from tests.test_unpacking import files_under, make_tar, make_zip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -484,7 +484,7 @@ def test_stage_unpacks_the_sample_archives(tmp_path):
     for name in ("Flickr8k.token.txt", "Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt",
                  "Flickr_8k.testImages.txt"):
         assert (text / name).is_file()
-    metrics = read_json(tmp_path / "metrics" / "download.json")
+    metrics = read_json(tmp_path / DOWNLOAD_RECORD)
     assert metrics["images"] == 200
     for kind, archive in (("text", "Flickr8k_text.zip"), ("images", "Flickr8k_Dataset.zip")):
         expected = hashlib.sha256((SAMPLE / archive).read_bytes()).hexdigest()

@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from captioner.embeddings import matrix_from_file, matrix_from_vec
-from captioner.errors import PipelineError
-from tests.project import ROOT
-from tests.vectors import train_bin, write_vec
+from captioner.core.errors import PipelineError
+from captioner.inputs.embeddings import matrix_from_file, matrix_from_vec
+from tests.helpers.project import ROOT
+from tests.helpers.vectors import train_bin, write_vec
 
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "runs"]
 
@@ -23,7 +23,7 @@ SENTENCES = [["a", "dog", "runs"], ["a", "cat", "sleeps"], ["the", "dog", "sleep
 # its buffers, which is the same from one fresh process to the next but not within a process that
 # has done other work (a long test session can even see it diverge), so training runs only there.
 TRAIN_IN_FRESH_PROCESS = f"""
-from captioner.embeddings import matrix_from_model, train_fasttext
+from captioner.inputs.embeddings import matrix_from_model, train_fasttext
 matrix, coverage = matrix_from_model(train_fasttext({SENTENCES!r}, 8, 2, 2, 3), {VOCABULARY!r},
                                      seed=0)
 print(coverage, matrix.tobytes().hex())

@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from captioner.artifacts import load_model
-from captioner.decoding import Decoder
-from captioner.files import read_json, read_jsonl
-from captioner.model import build_captioner, build_ensemble, decoding_models, ensemble_members
-from tests.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
+from captioner.core.files import read_json, read_jsonl
+from captioner.model.artifacts import load_model
+from captioner.model.decoding import Decoder
+from captioner.model.network import build_captioner, build_ensemble, decoding_models, ensemble_members
+from tests.helpers.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
 from tests.test_train_resume import kill_repro_after_epoch
 
 EPOCHS = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
@@ -91,7 +91,7 @@ def test_the_first_member_is_the_lone_model_of_the_same_seed(ensemble_project):
 def ensemble_outputs(project) -> dict[str, bytes]:
     """Every file train writes for an ensemble but the speed file (timings differ between runs)."""
     files = [*sorted((project / "models").rglob("*.keras")), *sorted((project / "models").rglob("*.json")),
-             project / "metrics/train/metrics.json", project / "metrics/train/epochs.tsv"]
+             project / "data/records/train/metrics.json", project / "metrics/train/epochs.tsv"]
     return {str(path.relative_to(project)): path.read_bytes() for path in files}
 
 
@@ -117,7 +117,7 @@ def test_every_members_epochs_are_logged_and_the_ensemble_scored(ensemble_projec
     with open(lone / "metrics/train/epochs.tsv") as handle:
         assert [row for row in rows if row["member"] == "1"] == \
             list(csv.DictReader(handle, delimiter="\t"))
-    summary = read_json(project / "metrics/train/metrics.json")
+    summary = read_json(project / "data/records/train/metrics.json")
     for member in ("member_1", "member_2"):
         assert 1 <= summary[member]["best_epoch"] <= EPOCHS
     assert set(summary["ensemble"]) == {"val_loss", "val_bleu4", "val_cider"}

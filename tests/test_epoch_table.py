@@ -13,20 +13,20 @@ import pytest
 import yaml
 from PIL import Image, ImageFont
 
-from captioner import params
-from captioner.epoch_table import (
+from captioner.core import params
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json, read_jsonl
+from captioner.model.splits import Split
+from captioner.reporting.epoch_table import (
     EpochRow,
     EpochTable,
     choose_samples,
     epoch_models,
     read_logged_epochs,
 )
-from captioner.errors import PipelineError
-from captioner.files import read_json, read_jsonl
-from captioner.report import epoch_table_html, render_samples_markdown
-from captioner.sample_plots import CHOSEN_BACKGROUND, WIDTH, draw_sample, plot_name, wrap
-from captioner.splits import Split
-from tests.project import FAST_PARAMS, ROOT, dvc, run, set_params
+from captioner.reporting.report import epoch_table_html, render_samples_markdown
+from captioner.reporting.sample_plots import CHOSEN_BACKGROUND, WIDTH, draw_sample, plot_name, wrap
+from tests.helpers.project import FAST_PARAMS, ROOT, dvc, run, set_params
 
 DEFAULT_SAMPLES = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]["sample_images"]
 PREDICT = [sys.executable, "-m", "captioner", "predict"]
@@ -55,7 +55,7 @@ def test_a_count_takes_the_first_test_images_and_a_list_its_images_in_order():
 
 @pytest.mark.parametrize(("image", "reason"), [
     ("train.jpg", "train.jpg is not a test image (not in data/captions/test.jsonl)"),
-    ("bad.jpg", "bad.jpg has no image features (undecodable, see metrics/features.json)"),
+    ("bad.jpg", "bad.jpg has no image features (undecodable, see data/records/extract_features.json)"),
 ])
 def test_a_listed_image_that_cannot_be_captioned_is_one_error_naming_the_param(image, reason):
     split = split_of(["x.jpg", "y.jpg"], without_features=["bad.jpg"])
@@ -169,7 +169,7 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     sections = markdown_sections((project / "data/evaluation/samples.md").read_text())
     test_images = [row["image"] for row in read_jsonl(project / "data/evaluation/captions.jsonl")]
     assert list(sections) == test_images[:DEFAULT_SAMPLES]
-    best_epoch = read_json(project / "metrics/train/metrics.json")["best_epoch"]
+    best_epoch = read_json(project / "data/records/train/metrics.json")["best_epoch"]
     logged = read_logged_epochs(project / "metrics/train/epochs.tsv")
     epochs = FAST_PARAMS["train"]["epochs"] + FAST_PARAMS["train"]["self_critical_epochs"]
     expected = [[EpochRow(str(n), bleu4, n == best_epoch, [], self_critical).title(), f"{bleu4:.4f}"]
@@ -200,7 +200,7 @@ def test_each_sample_has_a_png_plot_that_dvc_plots_show_renders(project, tmp_pat
     assert "data/sample_plots" in evaluate["plots"]
     dvc("plots", "show", "-o", str(tmp_path / "page"), cwd=project)
     page = (tmp_path / "page/index.html").read_text()
-    assert page.count("vegaEmbed(") == 2
+    assert page.count("vegaEmbed(") == 3
     shown = re.findall(r"<p>data/sample_plots/([^<]+)</p>\s*<div[^>]*>\s*<p>workspace</p>", page)
     assert shown == names
 

@@ -10,8 +10,8 @@ import json
 import pytest
 import yaml
 
-from captioner.files import read_json
-from tests.project import FAST_PARAMS, commit_all, dvc, run, set_params, stages_run, up_to_date
+from captioner.core.files import read_json
+from tests.helpers.project import FAST_PARAMS, commit_all, dvc, run, set_params, stages_run, up_to_date
 
 # Each run's self-critical epochs, numbered after its cross-entropy ones.
 SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
@@ -95,9 +95,9 @@ def test_experiments_are_listed_compared_and_plotted(built_project, tmp_path):
     for metric in ("bleu4", "cider", "rouge_l"):
         change = diff["metrics/eval.json"][metric]
         assert (change["old"], change["new"]) == (committed[metric], experiment[metric])
-    validation_loss = diff["metrics/train/metrics.json"]["eval.loss"]
+    validation_loss = diff["data/records/train/metrics.json"]["eval.loss"]
     assert validation_loss["old"] != validation_loss["new"]
-    assert diff["metrics/train/metrics.json"]["step"] == {
+    assert diff["data/records/train/metrics.json"]["step"] == {
         "old": 2 + SELF_CRITICAL_EPOCHS, "new": 3 + SELF_CRITICAL_EPOCHS, "diff": 1}
 
     html = project / "plots"
@@ -115,7 +115,7 @@ def test_applied_experiment_puts_its_per_epoch_metrics_in_git(built_project, tmp
     committed = run(["git", "show", "HEAD:metrics/train/epochs.tsv"],
                     project).stdout
     assert len(committed.splitlines()) == 1 + 3 + SELF_CRITICAL_EPOCHS
-    summary = json.loads(run(["git", "show", "HEAD:metrics/train/metrics.json"], project).stdout)
+    summary = json.loads(run(["git", "show", "HEAD:data/records/train/metrics.json"], project).stdout)
     assert summary["step"] == 3 + SELF_CRITICAL_EPOCHS
     assert read_json(project / "metrics/eval.json") == json.loads(
         run(["git", "show", "HEAD:metrics/eval.json"], project).stdout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from captioner.errors import PipelineError
-from captioner.fasttext_bin import FastTextBin, char_ngrams
-from tests.vectors import CORPUS_WORDS, train_bin
+from captioner.core.errors import PipelineError
+from captioner.inputs.fasttext_bin import FastTextBin, char_ngrams
+from tests.helpers.vectors import CORPUS_WORDS, train_bin
 
 # In the dictionary, outside it (n-grams alone, multi-byte characters included), the end-of-sentence
 # token (its own row, no n-grams) and words too short for any n-gram.

@@ -2,7 +2,7 @@
 
 Each test runs one stage as a subprocess in a project folder of its own, holding inputs the test
 writes. First a fresh run is killed just before the first rename that moves an output into place
-(through tests/sigkill.py), the next run just before the second, and so on until a run completes.
+(through tests/helpers/sigkill.py), the next run just before the second, and so on until a run completes.
 Then, with a param or an input changed so that the outputs change, runs are killed after fixed
 fractions of the measured run time and again before each rename, until one completes.
 
@@ -33,13 +33,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from captioner.artifacts import save_model
-from captioner.files import write_json, write_jsonl, write_npy
-from captioner.formats.flickr8k import SPLIT_FILES, TOKEN_FILE
-from captioner.model import build_captioner
-from captioner.text import SPECIAL_TOKENS
-from tests.http_server import serve_directory
-from tests.project import ROOT, environment, place_builtin_pretrained, set_params
+from captioner.captions.formats.flickr8k import SPLIT_FILES, TOKEN_FILE
+from captioner.core.files import write_json, write_jsonl, write_npy
+from captioner.core.text import SPECIAL_TOKENS
+from captioner.model.artifacts import save_model
+from captioner.model.network import build_captioner
+from tests.helpers.http_server import serve_directory
+from tests.helpers.project import ROOT, environment, place_builtin_pretrained, set_params
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 FRACTIONS = (0.3, 0.6, 0.9)
@@ -118,7 +118,7 @@ class Killer:
         command = [sys.executable, "-m", self.module]
         if before_rename:
             watched = os.pathsep.join(str(self.project / output) for output in self.outputs)
-            command = [sys.executable, "-m", "tests.sigkill", str(before_rename), watched,
+            command = [sys.executable, "-m", "tests.helpers.sigkill", str(before_rename), watched,
                        self.module]
         with subprocess.Popen(command, cwd=self.project, env=self.environment, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
@@ -314,7 +314,7 @@ def test_evaluate_survives_sigkill(tmp_path):
     save_model(model, project / "models/model.keras", vocabulary,
                {"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 16})
     # What train writes beside the model for the epoch table: one epoch, the chosen one.
-    write_json(project / "metrics/train/metrics.json", {"best_epoch": 1})
+    write_json(project / "data/records/train/metrics.json", {"best_epoch": 1})
     (project / "metrics/train/epochs.tsv").write_text("epoch\tloss\tval_loss\tval_bleu4\n1\t3\t3\t0\n")
     exercise(project, "evaluate", lambda project: set_params(
         project, {"evaluate": {"beam_size": 1, "report_images": 3}}))

@@ -15,11 +15,11 @@ import tensorflow as tf
 import yaml
 from PIL import Image
 
-from captioner.errors import PipelineError
-from captioner.features import BACKGROUND, BadImage, FeatureExtractor, image_batches, load_pixels
-from captioner.files import read_json, read_npy
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json, read_npy
+from captioner.inputs.features import BACKGROUND, BadImage, FeatureExtractor, image_batches, load_pixels
 from stages import extract_features
-from tests.project import place_builtin_pretrained
+from tests.helpers.project import place_builtin_pretrained
 
 RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 160, 0), (255, 255, 0)
 ORIENTATION_TAG = 0x0112
@@ -297,7 +297,7 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch):
 
     features = read_npy("data/features/features.npy")
     ids = read_json("data/features/images.json")
-    metrics = read_json("metrics/features.json")
+    metrics = read_json("data/records/extract_features.json")
     assert features.shape == (7, 1280) and features.dtype == np.float16
     assert ids == sorted(ids) and len(ids) == 7 and "more/a_rgb.jpg" in ids
     assert read_json("data/features/backbone.json") == {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from captioner.files import atomic_path, read_json, write_json
+from captioner.core.files import atomic_path, read_json, write_json
 
 
 def test_writing_an_output_removes_its_leftovers_only(tmp_path):

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captioner import params
-from captioner.captions import carve_count
-from captioner.dataset import tokenize_collection
-from captioner.download import download_dataset
-from captioner.errors import PipelineError
-from captioner.files import read_jsonl
-from captioner.formats import AUTO, FORMATS, detect
-from captioner.formats.base import TextFolder
-from tests.datasets import write_coco, write_csv, write_flickr30k, write_karpathy
-from tests.http_server import serve_directory
-from tests.project import SAMPLE
+from captioner.acquire.download import download_dataset
+from captioner.captions.collect import carve_count
+from captioner.captions.formats import AUTO, FORMATS, detect
+from captioner.captions.formats.base import TextFolder
+from captioner.captions.tokenize import tokenize_collection
+from captioner.core import params
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_jsonl
+from tests.helpers.datasets import write_coco, write_csv, write_flickr30k, write_karpathy
+from tests.helpers.http_server import serve_directory
+from tests.helpers.project import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = params.load(params.TokenizeParams, ROOT / "params.yaml")

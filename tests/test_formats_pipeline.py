@@ -17,10 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from captioner.files import read_json, read_jsonl
-from tests.datasets import jpeg_bytes, pictures, write_coco, write_csv, write_flickr30k, write_karpathy
-from tests.http_server import serve_directory
-from tests.project import copy_project, dvc, run
+from captioner.core.files import read_json, read_jsonl
+from tests.helpers.datasets import (
+    jpeg_bytes,
+    pictures,
+    write_coco,
+    write_csv,
+    write_flickr30k,
+    write_karpathy,
+)
+from tests.helpers.http_server import serve_directory
+from tests.helpers.project import copy_project, dvc, run
 from tests.test_download import fingerprint
 
 pytestmark = pytest.mark.slow
@@ -168,7 +175,7 @@ def test_format_runs_the_whole_pipeline(project, sources, case):
                  "-S", f"download.text_url={sources.captions[case.captions]}", cwd=project).stdout
 
     assert [path for path in STAGE_OUTPUTS if not (project / path).exists()] == []
-    data = read_json(project / "metrics/data.json")
+    data = read_json(project / "data/records/tokenize.json")
     assert data["format"] == case.chosen_format
     assert data["splits"] == {split: {"images": size, "captions": CAPTIONS_PER_IMAGE * size}
                               for split, size in case.sizes.items()}

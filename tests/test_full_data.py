@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from captioner.files import read_json
-from tests.project import FULL, copy_project, run
+from captioner.core.files import read_json
+from tests.helpers.project import FULL, copy_project, run
 
 pytestmark = [
     pytest.mark.full_data,
@@ -20,7 +20,7 @@ def test_tokenize_finds_every_official_train_and_test_image_with_five_captions(t
     })
     run(["python", "-m", "stages.download"], project)
     run(["python", "-m", "stages.tokenize"], project)
-    splits = read_json(project / "metrics/data.json")["splits"]
+    splits = read_json(project / "data/records/tokenize.json")["splits"]
     assert splits["train"]["images"] + splits["val"]["images"] == 6000
     assert splits["val"]["images"] == 500
     assert splits["test"]["images"] == 1000

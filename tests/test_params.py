@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from captioner import params
-from captioner.errors import PipelineError
+from captioner.core import params
+from captioner.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
 

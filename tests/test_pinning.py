@@ -9,16 +9,16 @@ import shutil
 import numpy as np
 import pytest
 
-from captioner import pinning
-from captioner.embeddings import matrix_from_file
-from captioner.errors import PipelineError
-from captioner.fetching import HttpPolicy
-from captioner.files import read_json, write_json
-from captioner.pinning import bring
-from captioner.pretrained import MANIFEST, VECTORS, WEIGHTS, read_placed
-from captioner.sources import sha256_of
-from tests.http_server import serve_directory
-from tests.vectors import random_vectors, train_bin, write_vec
+from captioner.acquire import pinning
+from captioner.acquire.fetching import HttpPolicy
+from captioner.acquire.pinning import bring
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json, write_json
+from captioner.core.placed import MANIFEST, VECTORS, WEIGHTS, read_placed
+from captioner.core.sources import sha256_of
+from captioner.inputs.embeddings import matrix_from_file
+from tests.helpers.http_server import serve_directory
+from tests.helpers.vectors import random_vectors, train_bin, write_vec
 
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "dog", "cat", "café", "unseen"]
 FAST = HttpPolicy(attempts=1, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from captioner.files import read_json, read_jsonl
-from captioner.scoring import score_captions
+from captioner.core.files import read_json, read_jsonl
+from captioner.model.scoring import score_captions
 from tests.conftest import CORRUPT
-from tests.project import FAST_PARAMS, dvc, run, stages_run, up_to_date
+from tests.helpers.project import FAST_PARAMS, dvc, run, stages_run, up_to_date
 
 # Cross-entropy epochs, then self-critical ones.
 SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
@@ -28,7 +28,7 @@ def project(built_project):
 
 def test_repro_embed_builds_the_data_stages(built_project):
     assert stages_run(built_project.embed_output) == ["download", "tokenize", "pretrained", "embed"]
-    data = read_json(built_project.path / "metrics/data.json")
+    data = read_json(built_project.path / "data/records/tokenize.json")
     sizes = {name: len(images) for name, images in built_project.collection.splits.items()}
     assert data["splits"] == {"train": {"images": sizes["train"], "captions": 5 * sizes["train"]},
                               "val": {"images": sizes["dev"], "captions": 5 * sizes["dev"]},
@@ -41,10 +41,10 @@ def test_repro_embed_builds_the_data_stages(built_project):
 def test_undecodable_images_are_left_out_counted_and_the_pipeline_finishes(built_project):
     path = built_project.path
     assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate"]
-    features = read_json(path / "metrics/features.json")
+    features = read_json(path / "data/records/extract_features.json")
     assert sorted(bad["file"] for bad in features["bad_images"]) == sorted(CORRUPT)
     assert np.load(path / "data/features/features.npy").shape == (60 - len(CORRUPT), 1280)
-    summary = read_json(path / "metrics/train/metrics.json")
+    summary = read_json(path / "data/records/train/metrics.json")
     assert summary["images_without_features"] == {"train": 1, "val": 1}
     scores = read_json(path / "metrics/eval.json")
     assert (scores["test_images"], scores["test_images_without_features"]) == (9, 1)
@@ -82,7 +82,7 @@ def test_training_logs_every_epoch_numbered_from_one(project):
                                               + ["self_critical"] * SELF_CRITICAL_EPOCHS)
     assert all(float(row["loss" if row["phase"] == "cross_entropy" else "reward"]) > 0
                and float(row["val_loss"]) > 0 for row in rows)
-    summary = read_json(project / "metrics/train/metrics.json")
+    summary = read_json(project / "data/records/train/metrics.json")
     assert summary["step"] == EPOCHS and 1 <= summary["best_epoch"] <= EPOCHS
     assert len(read_json(project / "metrics/speed/train.json")["epoch_seconds"]) == EPOCHS
     assert sorted(p.name for p in (project / "models/epochs").glob("*.keras")) == \

@@ -1,5 +1,6 @@
-"""`dvc plots show`/`diff` write a page that works offline: two charts, integer epoch ticks, and
-below them the evaluate stage's image plots (one PNG per sample image, revisions side by side)."""
+"""`dvc plots show`/`diff` write a page that works offline: three charts with a line per ensemble
+member, integer epoch ticks, and below them the evaluate stage's image plots (one PNG per sample
+image, revisions side by side)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.project import ROOT, commit_all, dvc, run
+from tests.helpers.project import ROOT, commit_all, dvc, run
 
 HISTORY = Path("metrics/train/epochs.tsv")
 SAMPLE_PLOTS = Path("data/sample_plots")
 SAMPLE_NAMES = ("01_pic_001.png", "02_pic_007.png")
-CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch"}
+CHART_TITLES = {"Loss per epoch", "Validation BLEU-4 per epoch", "Validation CIDEr per epoch"}
+MEMBERS = (1, 2)
 # How each bundled library's minified build defines its browser global.
 LIBRARY_DEFINITIONS = ("self).vega={}", "self).vegaLite={}", "self).vegaEmbed=")
 SPEC = re.compile(r"var spec = (.*);$", re.MULTILINE)
@@ -27,12 +29,13 @@ REVISION_IMAGE = re.compile(r"<p>([^<]*)</p>\s*<img src=\"([^\"]+)\">")
 
 
 def write_history(project: Path, epochs: int, offset: float) -> None:
-    """The train stage's table of epochs 1..epochs."""
+    """The train stage's table of epochs 1..epochs of an ensemble of two, as the stage writes it."""
     path = project / HISTORY
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"{epoch}\t{offset + 1 / epoch}\t{offset + 2 / epoch}\t{0.1 * epoch}\n"
-                   for epoch in range(1, epochs + 1))
-    path.write_text(f"epoch\tloss\tval_loss\tval_bleu4\n{rows}")
+    rows = "".join(f"{epoch}\t{member}\tcross_entropy\t{offset + 1 / epoch}\t\t{offset + 2 / epoch}"
+                   f"\t{0.1 * epoch}\t{0.2 * epoch + member}\n"
+                   for member in MEMBERS for epoch in range(1, epochs + 1))
+    path.write_text(f"epoch\tmember\tphase\tloss\treward\tval_loss\tval_bleu4\tval_cider\n{rows}")
 
 
 def write_sample_plots(project: Path, shade: int) -> None:
@@ -80,12 +83,12 @@ def assert_offline_page(page: str) -> None:
         assert definition in page
 
 
-def test_show_writes_two_charts_that_need_no_network_then_the_sample_images(project):
+def test_show_writes_three_charts_that_need_no_network_then_the_sample_images(project):
     dvc("plots", "show", "-o", "page", cwd=project)
     page = (project / "page/index.html").read_text(encoding="utf8")
 
     assert_offline_page(page)
-    assert page.count("vegaEmbed(") == 2
+    assert page.count("vegaEmbed(") == 3
     specs = chart_specs(page)
     assert set(specs) == CHART_TITLES
     for spec in specs.values():
@@ -93,15 +96,22 @@ def test_show_writes_two_charts_that_need_no_network_then_the_sample_images(proj
         assert x_axis["title"] == "epoch"
         assert x_axis["axis"]["tickMinStep"] == 1 and x_axis["axis"]["format"] == "d"
         assert x_axis["scale"]["zero"] is False
+        # A line per member, told apart in a legend.
+        assert spec["encoding"]["detail"]["field"] == spec["encoding"]["shape"]["field"] == "member"
+        assert spec["encoding"]["shape"]["title"] == "member"
     loss_points = specs["Loss per epoch"]["data"]["values"]
-    assert sorted((int(point["epoch"]), point["field"]) for point in loss_points) == [
-        (epoch, field) for epoch in range(1, 5) for field in ("loss", "val_loss")]
+    assert sorted((int(point["member"]), int(point["epoch"]), point["field"]) for point in loss_points) \
+        == [(member, epoch, field) for member in MEMBERS for epoch in range(1, 5)
+            for field in ("loss", "val_loss")]
+    cider = {(int(point["member"]), int(point["epoch"])): float(point["val_cider"])
+             for point in specs["Validation CIDEr per epoch"]["data"]["values"]}
+    assert cider == {(member, epoch): 0.2 * epoch + member for member in MEMBERS for epoch in range(1, 5)}
     assert image_plots(page, project / "page") == {
         f"{SAMPLE_PLOTS}/{name}": ["workspace"] for name in SAMPLE_NAMES}
     assert page.rindex("vegaEmbed(") < page.index(f"<p>{SAMPLE_PLOTS}/")
 
 
-def test_diff_overlays_two_revisions_in_the_same_two_charts_and_pairs_their_images(project):
+def test_diff_overlays_two_revisions_in_the_same_three_charts_and_pairs_their_images(project):
     write_history(project, epochs=6, offset=1.0)
     write_sample_plots(project, shade=200)
     commit_all(project, "six epochs")
@@ -115,7 +125,8 @@ def test_diff_overlays_two_revisions_in_the_same_two_charts_and_pairs_their_imag
     bleu_points = specs["Validation BLEU-4 per epoch"]["data"]["values"]
     steps_by_revision: dict[str, list[int]] = {}
     for point in bleu_points:
-        steps_by_revision.setdefault(point["rev"], []).append(int(point["epoch"]))
+        if point["member"] == "1":
+            steps_by_revision.setdefault(point["rev"], []).append(int(point["epoch"]))
     assert steps_by_revision == {"HEAD~1": [1, 2, 3, 4], "HEAD": [1, 2, 3, 4, 5, 6]}
     assert image_plots(page, project / "page") == {
         f"{SAMPLE_PLOTS}/{name}": ["HEAD~1", "HEAD"] for name in SAMPLE_NAMES}

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from captioner.__main__ import main
-from captioner.artifacts import model_info_path, save_model
-from captioner.model import build_captioner
-from captioner.text import SPECIAL_TOKENS
+from captioner.core.text import SPECIAL_TOKENS
+from captioner.model.artifacts import model_info_path, save_model
+from captioner.model.network import build_captioner
 
 VOCABULARY = [*SPECIAL_TOKENS, "a", "dog", "cat", "runs"]
 LITE0_DIM = 1280

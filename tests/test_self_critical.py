@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from captioner.self_critical import CiderD, advantages, sample_captions
-from captioner.text import END_ID, PAD_ID, START_ID, UNK_ID, clean
+from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, clean
+from captioner.training.self_critical import CiderD, advantages, sample_captions
 
 REFERENCES = [
     ["A dog runs across the grass .", "A brown dog is running on a lawn .", "dog on grass"],

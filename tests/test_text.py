@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from captioner.errors import PipelineError
-from captioner.files import read_json, read_jsonl
-from captioner.formats.base import Skips
-from captioner.formats.flickr8k import list_entries, token_lines
-from captioner.text import (
+from captioner.captions.formats.base import Skips
+from captioner.captions.formats.flickr8k import list_entries, token_lines
+from captioner.core.errors import PipelineError
+from captioner.core.files import read_json, read_jsonl
+from captioner.core.text import (
     END_ID,
     PAD_ID,
     START_ID,
@@ -147,7 +147,7 @@ def test_tokenize_stage_counts_every_skip_in_its_metrics(tmp_path, monkeypatch, 
 
     tokenize.main()
 
-    metrics = read_json("metrics/data.json")
+    metrics = read_json("data/records/tokenize.json")
     assert metrics["dropped_captions"] == {
         "duplicate_caption_id": 1, "empty_caption": 1, "image_missing": 2, "invalid_utf8": 1,
         "malformed_line": 1,
@@ -175,7 +175,7 @@ def test_official_dev_split_is_used_when_its_images_are_present(tmp_path, monkey
                       TOKENS_WITH_FAULTS + b"dv.jpg#0\tA dev image .\n", dev="dv.jpg\ngone.jpg\n")
     monkeypatch.chdir(tmp_path)
     tokenize.main()
-    metrics = read_json("metrics/data.json")
+    metrics = read_json("data/records/tokenize.json")
     assert read_jsonl("data/captions/val.jsonl")[0]["image"] == "dv.jpg"
     assert metrics["validation"] == "given by the captions files"
     assert [record["image"] for record in read_jsonl("data/captions/train.jsonl")] == ["a.jpg", "b.jpg"]

@@ -12,12 +12,12 @@ import time
 import pytest
 import yaml
 
-from captioner.files import read_json
-from tests.project import FAST_PARAMS, copy_project, dvc, environment, set_params
+from captioner.core.files import read_json
+from tests.helpers.project import FAST_PARAMS, copy_project, dvc, environment, set_params
 
 EPOCHS = 4
 # Everything the train stage writes; the speed file holds timings, which no two runs share.
-TRAIN_OUTPUTS = ["models/model.keras", "models/model.json", "metrics/train/metrics.json",
+TRAIN_OUTPUTS = ["models/model.keras", "models/model.json", "data/records/train/metrics.json",
                  "metrics/train/epochs.tsv",
                  *[f"models/epochs/epoch_{epoch:03d}.keras" for epoch in range(1, EPOCHS + 1)]]
 

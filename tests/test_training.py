@@ -8,11 +8,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from captioner.artifacts import load_model, save_model
-from captioner.decoding import Decoder
-from captioner.model import build_captioner
-from captioner.text import END_ID, PAD_ID, START_ID
-from captioner.training import caption_dataset, seed_everything
+from captioner.core.text import END_ID, PAD_ID, START_ID
+from captioner.model.artifacts import load_model, save_model
+from captioner.model.decoding import Decoder
+from captioner.model.network import build_captioner
+from captioner.training.data import caption_dataset, seed_everything
 
 
 def synthetic_records(count: int):

@@ -1,4 +1,4 @@
-"""The training loop in captioner.training: early stopping on each monitor, the learning-rate
+"""The training loop in captioner.training.loop: early stopping on each monitor, the learning-rate
 schedule, the self-critical phase after cross-entropy, and resuming a run (interrupted in either
 phase, stopped early, or finished) from its run folder."""
 
@@ -11,20 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from captioner import params
-from captioner.artifacts import save_model
-from captioner.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
-from captioner.self_critical import SelfCriticalTrainer
-from captioner.text import END_ID, START_ID
-from captioner.training import (
-    TrainingData,
-    Validation,
-    compiled_captioner,
-    improves,
-    learning_rate,
-    seed_everything,
-    train,
-)
+from captioner.core import params
+from captioner.core.text import END_ID, START_ID
+from captioner.model.artifacts import save_model
+from captioner.training.data import TrainingData, seed_everything
+from captioner.training.loop import Validation, compiled_captioner, improves, learning_rate, train
+from captioner.training.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
+from captioner.training.self_critical import SelfCriticalTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]

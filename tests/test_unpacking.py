@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from captioner.errors import PipelineError
-from captioner.fetching import Fetched
-from captioner.unpacking import is_archive, unpack_images, unpack_text
+from captioner.acquire.fetching import Fetched
+from captioner.acquire.unpacking import is_archive, unpack_images, unpack_text
+from captioner.core.errors import PipelineError
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -1,0 +1,1 @@
+"""What every step shares: paths, params, files, errors, text, sources and the quiet start."""

@@ -1,0 +1,86 @@
+"""Where every stage reads and writes: the one list of the pipeline's data paths.
+
+dvc.yaml declares the same paths as deps and outs; tests/test_dvc_yaml.py runs each stage and checks
+that the files it opens are exactly the ones declared. What people compare across experiments (test
+scores, caption diversity, speeds) goes to metrics/, in git; what a stage records of its data
+(sources and their sha256, split counts, skipped lines, per-member training details) to
+data/records/, cached and versioned by DVC like the data it describes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+RAW = Path("data/raw")
+RAW_IMAGES = RAW / "images"
+RAW_TEXT = RAW / "text"
+# Where the captions came from: download.text_url as given, and the file's name when it named one.
+# Hidden, so that no archive member (hidden ones are skipped) and no format's file name match it.
+RAW_TEXT_SOURCE = RAW_TEXT / ".source.json"
+# Unfinished remote downloads, kept across runs to resume; not a DVC output, so DVC never deletes it.
+DOWNLOAD_PARTIAL = RAW / ".partial"
+RECORDS = Path("data/records")
+DOWNLOAD_RECORD = RECORDS / "download.json"
+
+# The pretrained files that params name (word vectors, CNN weights), each folder holding a file
+# under a fixed name and a manifest, cached by DVC; beside each, a copy of its manifest kept in git,
+# so that a clone whose cache lacks the folder still knows a built-in source. The stage's scratch
+# (identities of the sources, unfinished downloads) is not a DVC output.
+PRETRAINED_VECTORS = Path("data/pretrained/vectors")
+PRETRAINED_WEIGHTS = Path("data/pretrained/weights")
+PRETRAINED_VECTORS_MANIFEST = Path("data/pretrained/vectors.json")
+PRETRAINED_WEIGHTS_MANIFEST = Path("data/pretrained/weights.json")
+PRETRAINED_SCRATCH = Path("data/.pretrained")
+PRETRAINED_RECORD = RECORDS / "pretrained.json"
+
+CAPTIONS = Path("data/captions")
+VOCABULARY = CAPTIONS / "vocab.json"
+TOKENIZE_RECORD = RECORDS / "tokenize.json"
+
+EMBEDDINGS_DIR = Path("data/embeddings")
+EMBEDDINGS = EMBEDDINGS_DIR / "matrix.npy"
+EMBED_RECORD = RECORDS / "embed.json"
+
+FEATURES = Path("data/features")
+FEATURES_RECORD = RECORDS / "extract_features.json"
+FEATURES_SPEED = Path("metrics/speed/extract_features.json")
+
+MODELS = Path("models")
+BEST_MODEL = MODELS / "model.keras"
+# With train.save_every_epoch, the model of every epoch: epoch_001.keras, ...
+EPOCH_MODELS = MODELS / "epochs"
+EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
+# An ensemble's members (train.ensemble > 1), each folder laid out as models/ is for one model;
+# models/model.keras is then the ensemble.
+MEMBERS = MODELS / "members"
+TRAIN_RUN = Path("data/train_run")
+# DVCLive's summary (last epoch's metrics, best_epoch, each member's) and the train stage's table of
+# every epoch's loss, val_loss, val_bleu4 and val_cider, which dvc.yaml's plots chart.
+TRAIN_LIVE = RECORDS / "train"
+TRAIN_SUMMARY = TRAIN_LIVE / "metrics.json"
+TRAIN_HISTORY = Path("metrics/train/epochs.tsv")
+TRAIN_SPEED = Path("metrics/speed/train.json")
+
+EVALUATION = Path("data/evaluation")
+# One PNG per sample image with its caption at every epoch: evaluate's image plots in dvc.yaml.
+SAMPLE_PLOTS = Path("data/sample_plots")
+EVAL_METRICS = Path("metrics/eval.json")
+EVAL_SPEED = Path("metrics/speed/evaluate.json")
+
+
+def split_file(name: str) -> Path:
+    """The tokenize stage's records of one split (train, val or test)."""
+    return CAPTIONS / f"{name}.jsonl"
+
+
+def epoch_model_name(number: int) -> str:
+    """The file name of the model of epoch `number` (from 1); EPOCH_MODEL_NAME matches it."""
+    return f"epoch_{number:03d}.keras"
+
+
+def member_folder(number: int) -> Path:
+    """The folder of an ensemble's member `number` (from 1): its model.keras and epochs/."""
+    return MEMBERS / f"member_{number}"

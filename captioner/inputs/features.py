@@ -1,0 +1,233 @@
+"""Image files in, one CNN feature vector per image out, through a streaming tf.data pipeline.
+
+Decoding runs in parallel tf.data workers (Pillow releases the GIL while it decodes and resizes),
+batches are prefetched so decoding overlaps the forward pass, and memory stays flat however many
+images there are. An image that cannot be decoded is reported with its reason, never fatal here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from captioner.core.errors import PipelineError
+from captioner.core.files import atomic_path, write_json, write_npy
+from captioner.core.image_files import image_id, list_images
+from captioner.inputs.backbones import IMAGE_SIZE, build_backbone, feature_dim
+
+# Largest image decoded in full (about 100 MB as RGB). JPEGs are decoded already reduced (libjpeg's
+# DCT scaling by up to 8 per side, never below 224), so in practice only huge PNGs etc. are refused.
+MAX_DECODED_PIXELS = 36_000_000
+# Pillow opens 16-bit greyscale as I;16* (or I); its own conversion to RGB clips instead of scaling.
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+# What transparent pixels are composited over: white, as on the page they are meant for.
+BACKGROUND = (255, 255, 255)
+# backbone.json: what rebuilds the same extractor; batch_size too, as it fixes the CNN's input shape.
+DESCRIPTION_KEYS = {"backbone": str, "weights": str, "dim": int, "batch_size": int}
+
+
+class BadImage(Exception):
+    """An image file that cannot be turned into pixels; the message says why."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels; transparent ones (alpha, or a palette's or PNG's transparent colour) are
+    composited over BACKGROUND."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        levels = np.asarray(image, dtype=np.float32) / 257.0
+        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
+    if not image.has_transparency_data:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+
+
+def load_pixels(path: Path | str) -> np.ndarray:
+    """Decodes an image file to RGB uint8 pixels of IMAGE_SIZE x IMAGE_SIZE, upright per its EXIF.
+
+    The whole photo is resized to the square, its aspect ratio not kept (squashed, not centre-
+    cropped): captions speak of what lies at the edges too, and a 4:3 photo squashed to a square is
+    within the aspect-ratio jitter (3:4 to 4:3) of the random crops EfficientNet-Lite0 was trained on.
+    Transparent pixels are composited over white (BACKGROUND), the page a transparent picture is
+    meant to be seen on, never left to the colour stored under them. JPEGs decode already reduced
+    (libjpeg's DCT scaling, never below the square), so a 12-megapixel phone photo decodes at
+    500x375. Any format Pillow reads is accepted whatever the file name says. Raises BadImage with
+    the reason.
+    """
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+            if image.width * image.height > MAX_DECODED_PIXELS:
+                raise BadImage(f"too large to decode: {image.width}x{image.height} pixels")
+            upright = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(upright).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except BadImage:
+        raise
+    # Decoders of broken files raise many exception types (OSError, SyntaxError, ValueError,
+    # DecompressionBombError, struct.error, ...); each one means this file is unusable.
+    except Exception as error:
+        raise BadImage(f"{type(error).__name__}: {error}") from None
+
+
+def _decode_or_reason(path: bytes) -> tuple[np.ndarray, bytes]:
+    try:
+        return load_pixels(path.decode()), b""
+    except BadImage as error:
+        return np.zeros(PIXELS_SHAPE, dtype=np.uint8), str(error).encode()
+
+
+def _decode_op(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    pixels, reason = tf.numpy_function(_decode_or_reason, [path], [tf.uint8, tf.string],
+                                       stateful=False)
+    pixels.set_shape(PIXELS_SHAPE)
+    reason.set_shape(())
+    return pixels, reason
+
+
+def image_batches(paths: Sequence[Path | str], batch_size: int,
+                  decode_threads: int) -> tf.data.Dataset:
+    """Streams (pixels uint8 [b, 224, 224, 3], reason string [b]) batches in the order of `paths`.
+
+    A reason is empty for a decoded image; for a bad one it says why, and its pixels are zeros.
+    """
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = decode_threads
+    return (
+        tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
+        .map(_decode_op, num_parallel_calls=decode_threads, deterministic=True)
+        .batch(batch_size)
+        .prefetch(2)
+        .with_options(options)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """Features of the decodable images (float16, rows in input order) and the rest with reasons."""
+
+    features: np.ndarray
+    paths: list[Path]
+    bad: list[tuple[Path, str]]
+
+
+class FeatureExtractor:
+    """Computes feature vectors for image files with one backbone, its weights and preprocessing.
+
+    The CNN always runs on exactly `batch_size` images: a short batch is padded with black images
+    whose rows are dropped. oneDNN picks its kernels per batch shape, and kernels differ in the last
+    float32 bits, so one fixed shape gives an image the same kernels however many images a run has
+    (the stage's thousands or predict's one); its features then agree within float16 rounding
+    (bit for bit on the CPUs tested, though nothing promises it for another row position).
+    """
+
+    def __init__(self, backbone: str, weights: str, batch_size: int,
+                 decode_threads: int = 2) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.batch_size = batch_size
+        self.decode_threads = decode_threads
+        self.model = build_backbone(backbone, weights)
+        self.dim = feature_dim(self.model)
+        self._forward = tf.function(
+            lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False),
+            input_signature=[tf.TensorSpec((batch_size, *PIXELS_SHAPE), tf.uint8)],
+        )
+
+    @classmethod
+    def from_mapping(cls, description: object, source: str,
+                     decode_threads: int = 2) -> FeatureExtractor:
+        """Rebuilds the extractor a `description()` dict describes; errors name `source`."""
+        if not isinstance(description, Mapping):
+            raise PipelineError(f"{source}: backbone description must be a JSON object")
+        for key, kind in DESCRIPTION_KEYS.items():
+            value = description.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise PipelineError(f"{source}: backbone description needs {key!r} "
+                                    f"({kind.__name__}), got {value!r}")
+        if description["batch_size"] < 1:
+            raise PipelineError(f"{source}: batch_size must be >= 1, got "
+                                f"{description['batch_size']}")
+        try:
+            extractor = cls(description["backbone"], description["weights"],
+                            description["batch_size"], decode_threads)
+        except PipelineError as error:
+            raise PipelineError(f"{source}: {error}") from None
+        if extractor.dim != description["dim"]:
+            raise PipelineError(f"{source}: dim {description['dim']} does not match the "
+                                f"{extractor.backbone} output ({extractor.dim})")
+        return extractor
+
+    def description(self) -> dict[str, str | int]:
+        """What from_mapping needs to rebuild this extractor: DESCRIPTION_KEYS' values."""
+        return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim,
+                "batch_size": self.batch_size}
+
+    def forward(self, pixels: np.ndarray | tf.Tensor) -> np.ndarray:
+        """Features (float16) of up to batch_size decoded uint8 images shaped (n, 224, 224, 3)."""
+        count = len(pixels)
+        if count > self.batch_size:
+            raise ValueError(f"{count} images in one forward pass, more than batch_size "
+                             f"{self.batch_size}")
+        padded = tf.pad(pixels, [[0, self.batch_size - count], [0, 0], [0, 0], [0, 0]])
+        return self._forward(padded).numpy()[:count].astype(np.float16)
+
+    def extract(self, paths: Sequence[Path | str], progress: bool = False) -> Extraction:
+        """Computes features for `paths`; undecodable images are left out and listed in `bad`."""
+        if not paths:
+            return Extraction(np.zeros((0, self.dim), dtype=np.float16), [], [])
+        features = np.zeros((len(paths), self.dim), dtype=np.float16)
+        reasons: list[str] = []
+        with tqdm(total=len(paths), unit="img", disable=not progress, desc="features") as bar:
+            for pixels, batch_reasons in image_batches(paths, self.batch_size,
+                                                       self.decode_threads):
+                start = len(reasons)
+                features[start:start + len(pixels)] = self.forward(pixels)
+                reasons.extend(reason.decode() for reason in batch_reasons.numpy())
+                bar.update(len(pixels))
+        good = np.array([not reason for reason in reasons], dtype=bool)
+        return Extraction(
+            features=features if good.all() else features[good],
+            paths=[Path(path) for path, ok in zip(paths, good, strict=True) if ok],
+            bad=[(Path(path), reason) for path, reason in zip(paths, reasons, strict=True)
+                 if reason],
+        )
+
+
+def find_images(root: Path) -> list[Path]:
+    """The image files under `root` in id order; refuses a missing or image-less folder."""
+    if not root.is_dir():
+        raise PipelineError(f"{root}: image folder not found (run the download stage first)")
+    paths = list_images(root)
+    if not paths:
+        raise PipelineError(f"{root}: no images")
+    return paths
+
+
+def check_bad_fraction(extraction: Extraction, root: Path, total: int, max_bad_fraction: float) -> None:
+    """Fails when more than `max_bad_fraction` of the `total` images under `root` could not be decoded."""
+    if len(extraction.bad) > max_bad_fraction * total:
+        path, reason = extraction.bad[0]
+        raise PipelineError(
+            f"{root}: {len(extraction.bad)} of {total} images cannot be decoded, more than "
+            f"extract_features.max_bad_fraction={max_bad_fraction} "
+            f"(first: {image_id(path, root)}: {reason})"
+        )
+
+
+def write_features(extraction: Extraction, description: dict[str, str | int], images_dir: Path,
+                   folder: Path) -> None:
+    """Writes features.npy, images.json (ids relative to `images_dir`) and backbone.json into
+    `folder`, replacing it in one step."""
+    with atomic_path(folder) as temporary:
+        temporary.mkdir()
+        write_npy(temporary / "features.npy", extraction.features)
+        write_json(temporary / "images.json", [image_id(path, images_dir) for path in extraction.paths])
+        write_json(temporary / "backbone.json", description)

@@ -1,0 +1,1 @@
+"""The captioner network, its decoding (beam search), saving and loading, and its scores."""

@@ -1,0 +1,162 @@
+"""Self-critical sequence training (Rennie et al. 2017): after cross-entropy, the captioner samples
+captions, each is rewarded by its CIDEr-D against the image's references, and the policy gradient
+raises the log-probability of captions that beat the mean reward of the image's other samples
+(the baseline of Luo 2020, which needs no greedy decoding).
+
+Sampling draws from NumPy generators seeded by (seed, epoch), and the gradient step uses no
+dropout, so an epoch depends on its starting weights and its seed alone: a resumed run continues
+exactly as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from pycocoevalcap.cider.cider_scorer import precook
+
+from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, clean, decode
+from captioner.model.decoding import compiled
+from captioner.model.network import decoding_models
+
+NGRAMS = 4
+# CIDEr-D's Gaussian length penalty and scale, as in coco-caption.
+LENGTH_SIGMA = 6.0
+CIDER_SCALE = 10.0
+
+TfIdf = tuple[list[dict[tuple[str, ...], float]], list[float], int]
+
+
+class CiderD:
+    """CIDEr-D of a caption against one image's references, with document frequencies counted over
+    a fixed corpus of reference sets (the training split's).
+
+    pycocoevalcap's scorer counts document frequencies over the captions it is given at once, so
+    per batch its scores would change with the batch; reinforcement needs one fixed reward. The
+    n-gram counting is pycocoevalcap's (`precook`), the formula its CIDEr-D.
+    """
+
+    def __init__(self, corpus: Sequence[Sequence[str]]) -> None:
+        counted = [[precook(" ".join(clean(caption)), NGRAMS) for caption in references]
+                   for references in corpus]
+        self._document_frequency = Counter(
+            ngram for references in counted for ngram in {g for counts in references for g in counts})
+        self._log_documents = math.log(len(counted))
+        self._references = [[self._tf_idf(counts) for counts in references] for references in counted]
+
+    def _tf_idf(self, counts: dict[tuple[str, ...], int]) -> TfIdf:
+        vectors: list[dict[tuple[str, ...], float]] = [{} for _ in range(NGRAMS)]
+        norms = [0.0] * NGRAMS
+        for ngram, count in counts.items():
+            weight = count * (self._log_documents - math.log(max(1.0, self._document_frequency[ngram])))
+            vectors[len(ngram) - 1][ngram] = weight
+            norms[len(ngram) - 1] += weight * weight
+        length = sum(count for ngram, count in counts.items() if len(ngram) == 1)
+        return vectors, [math.sqrt(norm) for norm in norms], length
+
+    def score(self, caption: str, document: int) -> float:
+        """CIDEr-D of `caption` (cleaned words, space-separated) against the references of corpus
+        entry `document`."""
+        vectors, norms, length = self._tf_idf(precook(caption, NGRAMS))
+        total = 0.0
+        for reference_vectors, reference_norms, reference_length in self._references[document]:
+            similarity = 0.0
+            for n in range(NGRAMS):
+                reference = reference_vectors[n]
+                overlap = sum(min(weight, reference.get(ngram, 0.0)) * reference.get(ngram, 0.0)
+                              for ngram, weight in vectors[n].items())
+                if norms[n] and reference_norms[n]:
+                    overlap /= norms[n] * reference_norms[n]
+                similarity += overlap
+            penalty = math.exp(-((length - reference_length) ** 2) / (2 * LENGTH_SIGMA ** 2))
+            total += similarity / NGRAMS * penalty
+        return total / len(self._references[document]) * CIDER_SCALE
+
+
+def sample_captions(encode: Any, step: Any, features: np.ndarray, samples: int, max_words: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """`samples` captions drawn for each image, (images * samples, max_words) word ids: each one's
+    words, then the end token if it ended, then padding. Start, unknown and padding are never drawn."""
+    rows = len(features) * samples
+    projected, *states = (np.repeat(np.asarray(encoded), samples, axis=0)
+                          for encoded in encode(features))
+    words = np.full((rows, max_words), PAD_ID, np.int32)
+    ended = np.zeros(rows, bool)
+    previous = np.full((rows, 1), START_ID, np.int32)
+    for position in range(max_words):
+        probabilities, *states = step(projected, previous, *states)
+        probabilities = np.asarray(probabilities, np.float64)[:, 0]
+        probabilities[:, [PAD_ID, START_ID, UNK_ID]] = 0.0
+        cumulative = probabilities.cumsum(axis=1)
+        drawn = (cumulative < rng.random((rows, 1)) * cumulative[:, -1:]).sum(axis=1)
+        drawn = np.where(ended, PAD_ID, np.minimum(drawn, cumulative.shape[1] - 1)).astype(np.int32)
+        words[:, position] = drawn
+        ended |= drawn == END_ID
+        previous = drawn[:, None]
+        states = [np.asarray(state) for state in states]
+        if ended.all():
+            break
+    return words
+
+
+def advantages(rewards: np.ndarray) -> np.ndarray:
+    """Each sample's reward minus the mean reward of its image's other samples; rewards are
+    (images, samples)."""
+    samples = rewards.shape[1]
+    baseline = (rewards.sum(axis=1, keepdims=True) - rewards) / (samples - 1)
+    return (rewards - baseline).reshape(-1)
+
+
+class SelfCriticalTrainer:
+    """Runs self-critical epochs on a compiled captioner, with the model's own optimizer."""
+
+    def __init__(self, model: keras.Model, train_records: list[dict[str, Any]],
+                 vocabulary: list[str], samples: int, batch_images: int, max_words: int) -> None:
+        self.model, self.vocabulary = model, vocabulary
+        self.samples, self.batch_images, self.max_words = samples, batch_images, max_words
+        self.reward = CiderD([record["captions"] for record in train_records])
+        parts = decoding_models(model)
+        self._encode, self._step = compiled(parts.encode_image), compiled(parts.step)
+        self._apply = tf.function(self._gradient_step, reduce_retracing=True)
+
+    def _gradient_step(self, features: tf.Tensor, previous: tf.Tensor, words: tf.Tensor,
+                       advantage: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            probabilities = self.model([features, previous], training=False)
+            chosen = tf.gather(tf.cast(probabilities, tf.float32), words, batch_dims=2)
+            mask = tf.cast(words != PAD_ID, tf.float32)
+            loss = -tf.reduce_sum(tf.math.log(tf.maximum(chosen, 1e-30)) * mask * advantage[:, None])
+            loss /= tf.reduce_sum(mask)
+        variables = self.model.trainable_variables
+        self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    def epoch(self, features: np.ndarray, seed: int) -> dict[str, float]:
+        """One pass over the training images in an order drawn from `seed`: the mean reward of the
+        samples and the seconds it took."""
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(features))
+        rewards_seen = []
+        for first in range(0, len(order), self.batch_images):
+            images = order[first:first + self.batch_images]
+            batch = features[images].astype(np.float32)
+            words = sample_captions(self._encode, self._step, batch, self.samples, self.max_words, rng)
+            rewards = np.array([self.reward.score(decode(row, self.vocabulary),
+                                                  images[index // self.samples])
+                                for index, row in enumerate(words)], np.float32)
+            rewards_seen.append(rewards.mean())
+            advantage = advantages(rewards.reshape(len(images), self.samples))
+            previous = np.concatenate([np.full((len(words), 1), START_ID, np.int32), words[:, :-1]], 1)
+            previous[previous == END_ID] = PAD_ID
+            length = int((words != PAD_ID).sum(axis=1).max())
+            self._apply(tf.constant(np.repeat(batch, self.samples, axis=0)),
+                        tf.constant(previous[:, :length]), tf.constant(words[:, :length]),
+                        tf.constant(advantage))
+        return {"reward": float(np.mean(rewards_seen)), "fit_seconds": time.perf_counter() - started}
