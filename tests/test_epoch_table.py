@@ -69,7 +69,8 @@ def test_a_listed_image_that_cannot_be_captioned_is_one_error_naming_the_param(i
     ([], "evaluate.sample_images: must be a count >= 1 or a non-empty list"),
     (["a.jpg", "a.jpg"], "evaluate.sample_images: must be a count >= 1 or a non-empty list of distinct"),
     (["a.jpg", 3], "evaluate.sample_images: must be a count >= 1 or a non-empty list"),
-    ("all", "evaluate.sample_images must be int | list, got 'all'"),
+    ("all", "evaluate.sample_images: must be a count >= 1 or a non-empty list of distinct image ids "
+            "(strings), got 'all'"),
 ])
 def test_bad_sample_images_params_are_refused(tmp_path, value, message):
     document = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -7,15 +7,18 @@ from collections.abc import Callable
 
 
 class PipelineError(Exception):
-    """A problem with input data, params or the environment, stated in one line for the user."""
+    """A problem with input data, params or the environment, stated in one line for the user (a
+    line per problem where several are found at once, as in params.yaml)."""
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Runs a stage's main function; a PipelineError becomes one line on stderr and exit code 1."""
+    """Runs a stage's main function; a PipelineError becomes `error: ` lines on stderr and exit
+    code 1."""
     try:
         main()
     except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
