@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from captioner.core import params, paths
-from tests.helpers.project import run
+from tests.helpers.project import run, set_params
+from tests.test_distribute import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -139,7 +140,8 @@ def declared_paths(stage: dict) -> tuple[set[str], set[str]]:
     return deps, outs
 
 
-def touched_paths(project: Path, stage_name: str, events_file: Path) -> tuple[set[str], set[str]]:
+def touched_paths(project: Path, stage_name: str, events_file: Path,
+                  extra_env: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
     """The project files a stage reads and writes when run, as project-relative paths.
 
     Temporaries of atomic writes (`.NAME.tmp-*/NAME`) count as NAME; code, params.yaml and the
@@ -147,7 +149,7 @@ def touched_paths(project: Path, stage_name: str, events_file: Path) -> tuple[se
     pretrained stage remembers of its sources) are left out.
     """
     run([sys.executable, str(ROOT / "tests/helpers/audit_stage.py"), f"stages.{stage_name}",
-         str(events_file)], project)
+         str(events_file)], project, extra_env=extra_env)
     reads, writes = set(), set()
     for kind, path in json.loads(events_file.read_text()):
         resolved = Path(path)
@@ -167,14 +169,29 @@ def covered(path: str, declared: set[str]) -> bool:
     return any(path == entry or path.startswith(entry + "/") for entry in declared)
 
 
+def assert_reads_and_writes_as_declared(project: Path, name: str, events_file: Path,
+                                        extra_env: dict[str, str] | None = None) -> None:
+    deps, outs = declared_paths(STAGES[name])
+    reads, writes = touched_paths(project, name, events_file, extra_env)
+    # Listing an out's parent folder (to clear a killed run's temporaries) reads no data; a file
+    # below that folder is data all the same.
+    parents = {str(parent) for out in outs for parent in Path(out).parents}
+    assert {path for path in reads if not covered(path, deps | outs) and path not in parents} \
+        == set(), name
+    assert {path for path in writes if not covered(path, outs)} == set(), name
+    assert {dep for dep in deps if not any(covered(path, {dep}) for path in reads)} == set(), name
+    assert {out for out in outs if not any(covered(path, {out}) for path in writes)} == set(), name
+
+
 def test_stages_read_and_write_exactly_what_dvc_yaml_declares(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
-    for name, stage in STAGES.items():
-        deps, outs = declared_paths(stage)
-        reads, writes = touched_paths(project, name, tmp_path / f"{name}.json")
-        # Listing an out's parent folder (to clear a killed run's temporaries) reads no data.
-        parents = {str(parent) for out in outs for parent in Path(out).parents}
-        assert {path for path in reads if not covered(path, deps | outs | parents)} == set(), name
-        assert {path for path in writes if not covered(path, outs)} == set(), name
-        assert {dep for dep in deps if not any(covered(path, {dep}) for path in reads)} == set(), name
-        assert {out for out in outs if not any(covered(path, {out}) for path in writes)} == set(), name
+    for name in STAGES:
+        assert_reads_and_writes_as_declared(project, name, tmp_path / f"{name}.json")
+
+
+def test_train_reads_and_writes_what_dvc_yaml_declares_on_tiny_inputs(tmp_path):
+    # The fast twin of the test above for the stage with the most inputs: one epoch of a tiny run.
+    project = train_project(tmp_path / "project", "none")
+    set_params(project, {"train": {"epochs": 1, "save_every_epoch": False}})
+    assert_reads_and_writes_as_declared(project, "train", tmp_path / "train.json",
+                                        {"PYTHONPATH": str(ROOT)})

@@ -17,7 +17,15 @@ from PIL import Image
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_npy
-from captioner.inputs.features import BACKGROUND, BadImage, FeatureExtractor, image_batches, load_pixels
+from captioner.inputs.features import (
+    BACKGROUND,
+    BadImage,
+    Extraction,
+    FeatureExtractor,
+    check_bad_fraction,
+    image_batches,
+    load_pixels,
+)
 from stages import extract_features
 from tests.helpers.project import place_builtin_pretrained
 
@@ -346,3 +354,17 @@ def test_stage_refuses_an_image_folder_without_images(tmp_path, monkeypatch):
 
     with pytest.raises(PipelineError, match="data/raw/images: no images"):
         extract_features.main()
+
+
+@pytest.mark.parametrize(("bad", "refused"), [(1, False), (2, False), (3, True)])
+def test_the_bad_image_limit_allows_exactly_max_bad_fraction(tmp_path, bad, refused):
+    # 2 of 10 images at max_bad_fraction 0.2 is at the limit, and allowed; 3 is over it.
+    extraction = Extraction(np.zeros((10 - bad, 4), np.float16), [],
+                            [(tmp_path / f"bad_{index}.jpg", "truncated") for index in range(bad)])
+    if not refused:
+        check_bad_fraction(extraction, tmp_path, 10, 0.2)
+        return
+    with pytest.raises(PipelineError) as caught:
+        check_bad_fraction(extraction, tmp_path, 10, 0.2)
+    assert str(caught.value) == (f"{tmp_path}: 3 of 10 images cannot be decoded, more than "
+                                 "extract_features.max_bad_fraction=0.2 (first: bad_0.jpg: truncated)")

@@ -70,3 +70,15 @@ def test_sampled_captions_are_real_words_then_one_end_then_padding(ends_after):
         if ends_after < 10:
             assert row[ends_after] == END_ID and (row[ends_after + 1:] == PAD_ID).all()
     assert len({tuple(row) for row in words}) > 1, "every sample drew the same caption"
+
+
+def test_cider_d_clips_repeated_words_to_their_count_in_the_references():
+    # A caption that repeats a word gains nothing for the repeats: pycocoevalcap's CIDEr-D clips each
+    # n-gram's count to the reference's (dog dog dog scores below a plain dog caption).
+    repeated, plain = "dog dog dog on the grass", "a dog on the grass"
+    truth = {str(i): [" ".join(clean(text)) for text in refs] for i, refs in enumerate(REFERENCES)}
+    _, expected = Cider().compute_score(truth, {"0": [repeated], "1": [HYPOTHESES[1]],
+                                                "2": [HYPOTHESES[2]]})
+    reward = CiderD(REFERENCES)
+    assert reward.score(repeated, 0) == pytest.approx(expected[0], rel=1e-9)
+    assert reward.score(repeated, 0) < reward.score(plain, 0)

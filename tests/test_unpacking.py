@@ -187,6 +187,23 @@ def test_unsafe_tar_members_are_refused_before_writing(tmp_path, kind):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("kind", "file_type"), [("char_device", stat.S_IFCHR),
+                                                ("block_device", stat.S_IFBLK),
+                                                ("fifo", stat.S_IFIFO), ("socket", stat.S_IFSOCK)])
+def test_device_pipe_and_socket_zip_members_are_refused_before_writing(tmp_path, kind, file_type):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("top/ok.jpg", b"ok")
+        special = zipfile.ZipInfo(f"top/{kind}.jpg")
+        special.create_system = 3  # Unix, whose mode bits the high 16 bits of external_attr hold
+        special.external_attr = (file_type | 0o644) << 16
+        handle.writestr(special, b"")
+    with pytest.raises(PipelineError) as caught:
+        unpack_images(fetched(archive), tmp_path / "out", 10**6)
+    assert str(caught.value) == f"{archive}: member 'top/{kind}.jpg' is a device, pipe or socket"
+    assert not (tmp_path / "out").exists()
+
+
 def test_tar_bomb_over_the_cap_is_refused_before_writing(tmp_path):
     archive = make_tar(tmp_path / "bomb.tgz", {"a.jpg": bytes(3 * 1024 * 1024)}, "w:gz")
     assert archive.stat().st_size < 10_000
