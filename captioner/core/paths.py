@@ -28,12 +28,14 @@ DOWNLOAD_RECORD = RECORDS / "download.json"
 # The pretrained files that params name (word vectors, CNN weights), each folder holding a file
 # under a fixed name and a manifest, cached by DVC; beside each, a copy of its manifest kept in git,
 # so that a clone whose cache lacks the folder still knows a built-in source. The stage's scratch
-# (identities of the sources, unfinished downloads) is not a DVC output.
+# (unfinished downloads) is not a DVC output. Files the user brings into the project for the
+# params to name (`dvc import-url`, `dvc add`) go into pretrained/, a dependency of the stage.
 PRETRAINED_VECTORS = Path("data/pretrained/vectors")
 PRETRAINED_WEIGHTS = Path("data/pretrained/weights")
 PRETRAINED_VECTORS_MANIFEST = Path("data/pretrained/vectors.json")
 PRETRAINED_WEIGHTS_MANIFEST = Path("data/pretrained/weights.json")
 PRETRAINED_SCRATCH = Path("data/.pretrained")
+PRETRAINED_SOURCES = Path("pretrained")
 PRETRAINED_RECORD = RECORDS / "pretrained.json"
 
 CAPTIONS = Path("data/captions")

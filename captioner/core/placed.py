@@ -85,9 +85,10 @@ def builtin_manifest(builtin: str) -> dict[str, str]:
     return {"builtin": builtin}
 
 
-def file_manifest(name: str, sha256: str) -> dict[str, str]:
-    """The manifest of a folder holding the file `name`, placed from a source with this sha256."""
-    return {"file": name, "sha256": sha256}
+def file_manifest(name: str, sha256: str, placed_sha256: str) -> dict[str, str]:
+    """The manifest of a folder holding the file `name`, placed from a source with this sha256;
+    `placed_sha256` is the placed file's own (another where a .gz source was unpacked)."""
+    return {"file": name, "sha256": sha256, "placed_sha256": placed_sha256}
 
 
 def read_placed(kind: Kind) -> Placed:
