@@ -10,13 +10,21 @@ from captioner.acquire.download import download_dataset
 from captioner.core import params
 from captioner.core.errors import run_stage
 from captioner.core.files import write_json
-from captioner.core.paths import DOWNLOAD_PARTIAL, DOWNLOAD_RECORD, RAW, RAW_IMAGES, RAW_TEXT
+from captioner.core.paths import (
+    DOWNLOAD_PARTIAL,
+    DOWNLOAD_RECORD,
+    RAW,
+    RAW_IMAGES,
+    RAW_TEXT,
+    RAW_TEXT_SOURCE,
+)
 
 
 def main() -> None:
     """Fetches, verifies and unpacks (or copies) both sources, then writes the stage metrics."""
     settings = params.load(params.DownloadParams)
     metrics = download_dataset(settings, images_dir=RAW_IMAGES, text_dir=RAW_TEXT,
+                               text_source=RAW_TEXT_SOURCE,
                                partial_dir=DOWNLOAD_PARTIAL)
     write_json(DOWNLOAD_RECORD, metrics)
     print(f"download: {metrics['images']} images and {len(metrics['text_files'])} text files "

@@ -67,6 +67,7 @@ def settings_for(images: Path | str, text: Path | str, **overrides: object) -> D
 
 def download(settings: DownloadParams, raw: Path, policy: HttpPolicy = FAST) -> dict:
     return download_dataset(settings, images_dir=raw / "images", text_dir=raw / "text",
+                            text_source=raw / RAW_TEXT_SOURCE.name,
                             partial_dir=raw / ".partial", policy=policy)
 
 
@@ -212,7 +213,7 @@ def test_killed_download_resumes_in_the_next_process(tmp_path):
     assert (resumed.status, resumed.range) == (206, f"bytes={kept}-")
     assert resumed.if_range is not None
     assert files_under(raw / "images") == images and metrics["images"] == 3
-    assert sorted(p.name for p in raw.iterdir()) == ["images", "text"]
+    assert sorted(p.name for p in raw.iterdir()) == ["images", "text", RAW_TEXT_SOURCE.name]
 
 
 def test_remote_file_changed_since_the_killed_run_downloads_whole(tmp_path):
@@ -285,7 +286,8 @@ def test_download_dataset_brings_both_archives(tmp_path):
     assert metrics["archives"]["images"]["sha256"] == hashlib.sha256(
         images.read_bytes()).hexdigest()
     assert metrics["archives"]["text"]["bytes"] == text.stat().st_size
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["images", "text"]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["images", "text",
+                                                                     RAW_TEXT_SOURCE.name]
 
 
 def test_metrics_record_each_source_exactly_as_given(tmp_path, monkeypatch):
@@ -405,10 +407,9 @@ def test_single_captions_file_is_copied_under_its_name_with_a_record_of_its_sour
     with serve_directory(served) as server:
         for source in (str(served / name), server.url_for(name)):
             metrics = download(settings_for(images, source), tmp_path / "raw")
-            copied = files_under(tmp_path / "raw" / "text")
-            assert copied.pop(name) == TOKENS
-            assert {name: json.loads(data) for name, data in copied.items()} == {
-                RAW_TEXT_SOURCE.name: {"source": source, "single_file": name}}
+            assert files_under(tmp_path / "raw" / "text") == {name: TOKENS}
+            assert json.loads((tmp_path / "raw" / RAW_TEXT_SOURCE.name).read_text()) == {
+                "source": source, "single_file": name}
             assert metrics["text_files"] == [name]
             assert metrics["archives"]["text"]["sha256"] == hashlib.sha256(TOKENS).hexdigest()
 
@@ -417,7 +418,7 @@ def test_an_archive_of_captions_is_recorded_as_no_single_file(tmp_path):
     images = make_zip(tmp_path / "img.zip", {"1.jpg": b"1"})
     text = make_zip(tmp_path / "text.zip", {"Flickr8k.token.txt": TOKENS})
     download(settings_for(images, text), tmp_path / "raw")
-    record = json.loads((tmp_path / "raw/text" / RAW_TEXT_SOURCE.name).read_text())
+    record = json.loads((tmp_path / "raw" / RAW_TEXT_SOURCE.name).read_text())
     assert record == {"source": str(text), "single_file": None}
 
 

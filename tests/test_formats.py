@@ -339,12 +339,14 @@ def download_and_tokenize(tmp_path: Path, format_name: str, text_url: str) -> Re
     touch_images(tmp_path / "photos", GOOD)
     settings = params.DownloadParams(images_url=str(tmp_path / "photos"), text_url=text_url,
                                      images_sha256="", text_sha256="", max_unpacked_mb=10)
+    record = tmp_path / "raw/text_source.json"
     download_dataset(settings, images_dir=tmp_path / "raw/images", text_dir=tmp_path / "raw/text",
-                     partial_dir=tmp_path / "raw/.partial")
+                     text_source=record, partial_dir=tmp_path / "raw/.partial")
     output = tmp_path / "captions"
     output.mkdir()
     config = dataclasses.replace(DEFAULTS, format=format_name, val_images=2, test_images=2)
-    metrics = tokenize_collection(config, tmp_path / "raw/images", tmp_path / "raw/text", output)
+    metrics = tokenize_collection(config, tmp_path / "raw/images", tmp_path / "raw/text", output,
+                                  record)
     return Result(metrics, {split: read_jsonl(output / f"{split}.jsonl")
                             for split in ("train", "val", "test")})
 

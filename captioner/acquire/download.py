@@ -1,9 +1,9 @@
 """The download stage's work: brings the images and captions sources into the raw folders.
 
 `download.images_url` names a zip or tar archive (URL or path) or a local folder of images;
-`download.text_url` an archive or a single captions file; beside the captions, a record of that
-source (`captioner.core.paths.RAW_TEXT_SOURCE`) lets tokenize read a single file whatever its name and
-name it as the user gave it. A folder's images are cloned file by file (copy-on-write where the
+`download.text_url` an archive or a single captions file; a record of that source
+(`captioner.core.paths.RAW_TEXT_SOURCE`) lets tokenize read a single file whatever its name and name
+it as the user gave it. A folder's images are cloned file by file (copy-on-write where the
 file system can, a plain copy otherwise), never linked: DVC's cache would take hold of linked files
 and change the user's own. Both raw folders are replaced only once
 everything is in place, so a failed or killed run leaves the previous outputs (or none); the
@@ -24,23 +24,25 @@ from captioner.core.errors import PipelineError
 from captioner.core.files import atomic_path, write_json
 from captioner.core.image_files import IMAGE_SUFFIXES, image_id, list_images
 from captioner.core.params import DownloadParams
-from captioner.core.paths import RAW_TEXT_SOURCE
 from captioner.core.sources import MB, local_path, source_name
 
 
 def download_dataset(
-    settings: DownloadParams, *, images_dir: Path, text_dir: Path, partial_dir: Path,
-    policy: HttpPolicy = DEFAULT_POLICY,
+    settings: DownloadParams, *, images_dir: Path, text_dir: Path, text_source: Path,
+    partial_dir: Path, policy: HttpPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
-    """Fills `images_dir` and `text_dir` from the sources in `settings`; returns the metrics.
+    """Fills `images_dir` and `text_dir` from the sources in `settings`, and records the captions'
+    source in `text_source`; returns the metrics.
 
     Remote files download into `partial_dir`, where a killed run's downloads wait to be resumed.
     """
     budget = settings.max_unpacked_mb * MB
     with atomic_path(text_dir) as text_temporary, atomic_path(images_dir) as images_temporary:
-        text, text_origin = _bring_text(settings, text_temporary, partial_dir, budget, policy)
+        text, text_origin, single = _bring_text(settings, text_temporary, partial_dir, budget, policy)
         images, images_origin = _bring_images(settings, images_temporary, partial_dir,
                                               budget - text.unpacked_bytes, policy)
+    write_json(text_source, {"source": settings.text_url,
+                             "single_file": text.names[0] if single else None})
     if partial_dir.exists():
         shutil.rmtree(partial_dir)
     return {
@@ -53,7 +55,9 @@ def download_dataset(
 
 def _bring_text(
     settings: DownloadParams, destination: Path, partial_dir: Path, budget: int, policy: HttpPolicy,
-) -> tuple[Unpacked, dict[str, Any]]:
+) -> tuple[Unpacked, dict[str, Any], bool]:
+    """The captions unpacked or copied into `destination`, where they came from, and whether the
+    source was a single file."""
     fetched = fetch(settings.text_url, settings.text_sha256, partial_dir,
                     setting="download.text_url", policy=policy)
     single = not is_archive(fetched)
@@ -63,9 +67,7 @@ def _bring_text(
         text = unpack_text(fetched, destination, budget)
     if not text.names:
         raise PipelineError(f"{settings.text_url}: no {', '.join(TEXT_SUFFIXES)} files in the archive")
-    write_json(destination / RAW_TEXT_SOURCE.name,
-               {"source": settings.text_url, "single_file": text.names[0] if single else None})
-    return text, _file_origin(fetched)
+    return text, _file_origin(fetched), single
 
 
 def _bring_images(
@@ -111,9 +113,6 @@ def _copy_file(fetched: Fetched, destination: Path, budget: int) -> Unpacked:
         raise PipelineError(f"{fetched.source}: {fetched.size_bytes / MB:.1f} MB, over the "
                             f"{budget / MB:.1f} MB left under download.max_unpacked_mb")
     name = source_name(fetched.source)
-    if name == RAW_TEXT_SOURCE.name:
-        raise PipelineError(f"{fetched.source}: a captions file may not be named {name}, the name of "
-                            "the download stage's record; rename it")
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(fetched.path, destination / name)
     return Unpacked([name], fetched.size_bytes)

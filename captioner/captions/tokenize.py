@@ -34,14 +34,16 @@ class Tally:
 
 
 def tokenize_collection(
-    config: TokenizeParams, images_dir: Path, text_dir: Path, output_dir: Path
+    config: TokenizeParams, images_dir: Path, text_dir: Path, output_dir: Path,
+    text_source: Path | None = None,
 ) -> dict[str, Any]:
-    """Writes `vocab.json` and `{train,val,test}.jsonl` into `output_dir`; returns the metrics."""
+    """Writes `vocab.json` and `{train,val,test}.jsonl` into `output_dir`; returns the metrics.
+    `text_source` is the download stage's record of where the captions came from."""
     image_ids = [image_id(path, images_dir) for path in list_images(images_dir)]
     if not image_ids:
         raise PipelineError(f"{images_dir}: no images found; run the download stage first")
     skips = Skips()
-    format_name, source = open_source(config.format, TextFolder.read(text_dir), skips)
+    format_name, source = open_source(config.format, TextFolder.read(text_dir, text_source), skips)
     collection = collect(source, ImageIndex(image_ids), skips)
     skips.warn()
     without_captions = collection.without_captions(image_ids)

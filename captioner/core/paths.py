@@ -18,8 +18,7 @@ RAW = Path("data/raw")
 RAW_IMAGES = RAW / "images"
 RAW_TEXT = RAW / "text"
 # Where the captions came from: download.text_url as given, and the file's name when it named one.
-# Hidden, so that no archive member (hidden ones are skipped) and no format's file name match it.
-RAW_TEXT_SOURCE = RAW_TEXT / ".source.json"
+RAW_TEXT_SOURCE = RAW / "text_source.json"
 # Unfinished remote downloads, kept across runs to resume; not a DVC output, so DVC never deletes it.
 DOWNLOAD_PARTIAL = RAW / ".partial"
 RECORDS = Path("data/records")

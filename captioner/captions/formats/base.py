@@ -22,7 +22,6 @@ import ijson
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
-from captioner.core.paths import RAW_TEXT_SOURCE
 
 SPLITS = ("train", "val", "test")
 
@@ -60,10 +59,10 @@ class TextFolder:
     single_file: str | None = None
 
     @classmethod
-    def read(cls, folder: Path) -> TextFolder:
-        """The folder and what the download stage recorded of its source, if anything."""
-        record_file = folder / RAW_TEXT_SOURCE.name
-        if not record_file.is_file():
+    def read(cls, folder: Path, record_file: Path | None = None) -> TextFolder:
+        """The folder and what the download stage recorded of its source in `record_file`, if
+        anything."""
+        if record_file is None or not record_file.is_file():
             return cls(folder)
         record = read_json(record_file)
         return cls(folder, record["source"], record["single_file"])
