@@ -7,11 +7,13 @@ import ast
 import dataclasses
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from dvc.repo import Repo
 
 from captioner.core import params, paths
 from tests.helpers.project import run, set_params
@@ -198,3 +200,15 @@ def test_train_reads_and_writes_what_dvc_yaml_declares_on_tiny_inputs(tmp_path):
     set_params(project, {"train": {"epochs": 1, "save_every_epoch": False}})
     assert_reads_and_writes_as_declared(project, "train", tmp_path / "train.json",
                                         {"PYTHONPATH": str(ROOT)})
+
+
+def test_python_caches_in_the_code_folders_are_not_part_of_a_stage_s_deps(tmp_path):
+    # Stages depend on code folders: a __pycache__ written by any run must not change their hash.
+    (tmp_path / "captioner/core/__pycache__").mkdir(parents=True)
+    (tmp_path / "captioner/core/paths.py").write_text("")
+    (tmp_path / "captioner/core/__pycache__/paths.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "captioner/core/stray.pyc").write_bytes(b"\0")
+    shutil.copy(ROOT / ".dvcignore", tmp_path)
+    run(["git", "init", "-q"], tmp_path)
+    repo = Repo.init(str(tmp_path))
+    assert sorted(repo.dvcfs.find("captioner")) == ["captioner/core/paths.py"]
