@@ -42,9 +42,19 @@ def lock_hashes(project) -> dict[str, str]:
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
 
 
-@pytest.mark.parametrize(("change", "expected"), ISOLATION,
-                         ids=[next(iter(change)) + "." + next(iter(next(iter(change.values()))))
-                              for change, _ in ISOLATION])
+def case_id(change: dict) -> str:
+    return next(iter(change)) + "." + next(iter(next(iter(change.values()))))
+
+
+# Opt-in (-m long) to keep the default run near ten minutes: a new backbone's features take longest,
+# and test_pretrained_pipeline.py reruns the pretrained stage by its params too.
+LONG_CASES = {"extract_features.backbone"}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    pytest.param(change, expected, marks=pytest.mark.long) if case_id(change) in LONG_CASES
+    else (change, expected) for change, expected in ISOLATION],
+    ids=[case_id(change) for change, _ in ISOLATION])
 def test_a_param_change_reruns_exactly_its_stage_and_those_downstream(built_project, tmp_path,
                                                                       change, expected):
     project = built_project.clone(tmp_path / "project")
@@ -125,6 +135,8 @@ def test_applied_experiment_puts_its_per_epoch_metrics_in_git(built_project, tmp
         run(["git", "show", "HEAD:metrics/eval.json"], project).stdout)
 
 
+# Opt-in (-m long) to keep the default run near ten minutes.
+@pytest.mark.long
 def test_queued_experiments_all_run(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
     names = [f"beam-{beam_size}" for beam_size in (1, 2)]
