@@ -3,11 +3,11 @@
 `download.images_url` names a zip or tar archive (URL or path) or a local folder of images;
 `download.text_url` an archive or a single captions file; a record of that source
 (`captioner.core.paths.RAW_TEXT_SOURCE`) lets tokenize read a single file whatever its name and name
-it as the user gave it. A folder's images are cloned file by file (copy-on-write where the
-file system can, a plain copy otherwise), never linked: DVC's cache would take hold of linked files
-and change the user's own. Both raw folders are replaced only once
-everything is in place, so a failed or killed run leaves the previous outputs (or none); the
-partial downloads are removed after a successful run.
+it as the user gave it. A folder's images are cloned file by file (copy-on-write where the file
+system can, a plain copy otherwise), never linked: DVC's cache would take hold of linked files and
+change the user's own. Both raw folders are replaced only once everything is in place, so a failed
+or killed run leaves the previous outputs (or none); the partial downloads are removed after a
+successful run.
 """
 
 from __future__ import annotations

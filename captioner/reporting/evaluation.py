@@ -59,9 +59,9 @@ def evaluate_test_split(config: EvaluateParams) -> tuple[dict[str, Any], dict[st
     """Captions, scores and writes the pages; returns the metrics and the decoding speed."""
     test = load_split("test", load_features())
     warn_without_features({"test": test})
-    images = [record["image"] for record in test.records]
     sample_rows = choose_samples(config.sample_images, test)
     hypotheses, images_per_s = caption_test_split(load_model(BEST_MODEL), test, config)
+    images = list(hypotheses)  # the test split's order
     references = {record["image"]: record["captions"] for record in test.records}
     scores = score_captions(hypotheses, references)
     rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
