@@ -13,21 +13,28 @@ from tests.helpers.datasets import Flickr8kArchives, write_flickr8k
 from tests.helpers.http_server import ServedDirectory, serve_directory
 from tests.helpers.project import FAST_PARAMS, commit_all, copy_project, dvc
 
-# Opt-in markers: their tests run only when `-m` names them.
-OPT_IN = ("long", "full_data")
+# Opt-in markers and the option that runs their tests.
+OPT_IN = {"long": "--run-long", "full_data": "--run-full-data"}
 # One undecodable image in each split: the pipeline must leave them out and finish.
 CORRUPT = ("pic_005.jpg", "pic_042.jpg", "pic_055.jpg")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-long", action="store_true",
+                     help="also run the tests marked long (minutes-long fault and reproducibility runs)")
+    parser.addoption("--run-full-data", action="store_true",
+                     help="also run the tests marked full_data (the full ../shared/flickr8k mirror)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks every test on the built project `slow`, and skips opt-in tests unless asked for."""
-    chosen = config.getoption("markexpr") or ""
+    """Skips opt-in tests unless their option is given; a test on the built project that is not
+    marked slow is a mistake in the suite, and stops it."""
     for item in items:
-        if "built_project" in item.fixturenames:
-            item.add_marker(pytest.mark.slow)
-        for marker in OPT_IN:
-            if marker in item.keywords and marker not in chosen:
-                item.add_marker(pytest.mark.skip(reason=f"opt-in: run with -m {marker}"))
+        if "built_project" in item.fixturenames and "slow" not in item.keywords:
+            raise pytest.UsageError(f"{item.nodeid} runs DVC on the built project: mark it slow")
+        for marker, option in OPT_IN.items():
+            if marker in item.keywords and not config.getoption(option):
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: run with {option}"))
 
 
 @dataclass

@@ -23,15 +23,14 @@ import tensorflow as tf
 
 from captioner.core import paths
 from captioner.core.errors import PipelineError
-from captioner.core.files import read_json, write_json, write_jsonl, write_npy
+from captioner.core.files import read_json
 from captioner.training import distribute
 from captioner.training.data import caption_dataset
-from tests.helpers.project import ROOT, environment, set_params
-from tests.test_training_loop import VOCABULARY, records
+from tests.helpers.project import ROOT, environment
+from tests.helpers.training import EPOCHS, records, train_project
 
 # A single process's run must end within this; a hung collective op fails the test instead.
 TIMEOUT_S = 240
-EPOCHS = 3
 # Written by the chief alone; the speed file holds timings only.
 CHIEF_OUTPUTS = ["models/model.keras", "models/model.json", "data/records/train/metrics.json",
                  "metrics/train/epochs.tsv", "metrics/speed/train.json",
@@ -40,42 +39,18 @@ CHIEF_OUTPUTS = ["models/model.keras", "models/model.json", "data/records/train/
 # averages the loss over the words of its own half of a batch, so the gradients differ slightly
 # (seeds 0, 1 and 2 gave 0.5 %, 0.1 % and 1 %; two seeds of one mode differ by 10 to 20 %).
 LOSS_TOLERANCE = 0.03
-# Dropout masks are drawn per replica, so they differ from a single device's; a negligible rate
-# (0 has no random state to seed) leaves only the difference above.
-DROPOUT = 1e-6
 
 
-def train_project(folder: Path, distribute_mode: str) -> Path:
-    """The train stage's inputs for the tiny captions of test_training_loop, and its params."""
-    train, train_features = records(24, shift=0)
-    val, val_features = records(6, shift=1)
-    images = [record["image"] for record in train + val]
-    write_jsonl(folder / paths.split_file("train"), train)
-    write_jsonl(folder / paths.split_file("val"), val)
-    write_json(folder / paths.VOCABULARY, VOCABULARY)
-    write_npy(folder / paths.EMBEDDINGS,
-              np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32))
-    write_npy(folder / paths.FEATURES / "features.npy",
-              np.concatenate([train_features, val_features]).astype(np.float16))
-    write_json(folder / paths.FEATURES / "images.json", images)
-    write_json(folder / paths.FEATURES / "backbone.json",
-               {"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 3, "batch_size": 1})
-    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    set_params(folder, {"train": {"units": 16, "batch_size": 8, "learning_rate": 0.02,
-                                  "dropout": DROPOUT, "epochs": EPOCHS, "patience": EPOCHS,
-                                  "val_bleu_images": 6, "seed": 0, "self_critical_epochs": 0, "ensemble": 1,
-                                  "distribute": distribute_mode}})
-    return folder
 
 
 def start_worker(project: Path, logical_cpus: int, weights: Path,
                  tf_config: str | None = None) -> subprocess.Popen:
-    """`python -m tests.helpers.train_worker` in `project`, with this repository's code."""
+    """`python -m tests.scripts.train_worker` in `project`, with this repository's code."""
     env = {**environment(), "PYTHONPATH": str(ROOT)}
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
-    return subprocess.Popen([sys.executable, "-m", "tests.helpers.train_worker", str(logical_cpus),
+    return subprocess.Popen([sys.executable, "-m", "tests.scripts.train_worker", str(logical_cpus),
                              str(weights)], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -108,6 +83,7 @@ def weights_of(path: Path) -> list[np.ndarray]:
         return [archive[name] for name in archive.files]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_ends_near_the_loss_of_one_device(tmp_path):
     projects = {mode: train_project(tmp_path / mode, mode) for mode in ("none", "mirrored")}
     runs = {mode: start_worker(project, 2, tmp_path / f"{mode}.npz")
@@ -142,6 +118,7 @@ def start_cluster(projects: list[Path], weights: list[Path]) -> list[subprocess.
             for index, (project, weight) in enumerate(zip(projects, weights, strict=True))]
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_resume_and_only_the_chief_writes(tmp_path):
     chief, other = (train_project(tmp_path / name, "multi_worker") for name in ("chief", "other"))
     weights = [tmp_path / "chief.npz", tmp_path / "other.npz"]
@@ -172,10 +149,19 @@ def test_two_workers_train_in_step_resume_and_only_the_chief_writes(tmp_path):
     assert files_in(other) == before
 
 
-def test_caption_batches_are_sharded_by_element_across_workers():
-    train, features = records(4, shift=0)
-    policy = caption_dataset(train, features, 2).options().experimental_distribute.auto_shard_policy
-    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+def test_two_workers_take_their_own_caption_batches_which_together_are_all():
+    # What MultiWorkerMirroredStrategy applies to each worker's copy of the dataset.
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    def batches(dataset: tf.data.Dataset) -> list[bytes]:
+        return [b"".join(tensor.numpy().tobytes() for tensor in tf.nest.flatten(batch))
+                for batch in dataset]
+
+    train, features = records(12, shift=0)
+    dataset = caption_dataset(train, features, 2)
+    shards = [batches(_AutoShardDataset(dataset, num_workers=2, index=index, num_replicas=2))
+              for index in (0, 1)]
+    assert all(shards) and sorted(shards[0] + shards[1]) == sorted(batches(dataset))
 
 
 @pytest.mark.parametrize(("tf_config", "message"), [

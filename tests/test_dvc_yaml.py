@@ -17,7 +17,7 @@ from dvc.repo import Repo
 
 from captioner.core import params, paths
 from tests.helpers.project import run, set_params
-from tests.test_distribute import train_project
+from tests.helpers.training import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -152,7 +152,7 @@ def touched_paths(project: Path, stage_name: str, events_file: Path,
     scratch folders that outlive a run (training checkpoints, partial downloads, what the
     pretrained stage remembers of its sources) are left out.
     """
-    run([sys.executable, str(ROOT / "tests/helpers/audit_stage.py"), f"stages.{stage_name}",
+    run([sys.executable, str(ROOT / "tests/scripts/audit_stage.py"), f"stages.{stage_name}",
          str(events_file)], project, extra_env=extra_env)
     reads, writes = set(), set()
     for kind, path in json.loads(events_file.read_text()):
@@ -188,6 +188,7 @@ def assert_reads_and_writes_as_declared(project: Path, name: str, events_file: P
     assert {out for out in outs if not any(covered(path, {out}) for path in writes)} == set(), name
 
 
+@pytest.mark.slow
 def test_stages_read_and_write_exactly_what_dvc_yaml_declares(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
     for name in STAGES:

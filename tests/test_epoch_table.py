@@ -166,6 +166,7 @@ def project(built_project) -> Path:
     return built_project.path
 
 
+@pytest.mark.slow
 def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(project):
     sections = markdown_sections((project / "data/evaluation/samples.md").read_text())
     test_images = [row["image"] for row in read_jsonl(project / "data/evaluation/captions.jsonl")]
@@ -183,6 +184,7 @@ def test_the_table_has_a_row_per_epoch_a_column_per_sample_and_the_chosen_epoch(
     assert page.count("<tr class=chosen>") == 1 and page.count("<tr") == 1 + epochs
 
 
+@pytest.mark.slow
 def test_cells_are_what_predict_prints_with_each_epochs_model(project):
     sections = markdown_sections((project / "data/evaluation/samples.md").read_text())
     paths = [f"data/raw/images/{image}" for image in sections]
@@ -193,6 +195,7 @@ def test_cells_are_what_predict_prints_with_each_epochs_model(project):
         assert printed == [f"{path}\t{cell}" for path, cell in zip(paths, cells, strict=True)]
 
 
+@pytest.mark.slow
 def test_each_sample_has_a_png_plot_that_dvc_plots_show_renders(project, tmp_path):
     sections = markdown_sections((project / "data/evaluation/samples.md").read_text())
     names = [plot_name(position, image) for position, image in enumerate(sections)]
@@ -206,6 +209,7 @@ def test_each_sample_has_a_png_plot_that_dvc_plots_show_renders(project, tmp_pat
     assert shown == names
 
 
+@pytest.mark.slow
 def test_a_bad_sample_image_stops_evaluate_with_one_line_and_concerns_evaluate_alone(built_project,
                                                                                     tmp_path):
     project = built_project.clone(tmp_path / "project")

@@ -13,6 +13,8 @@ import yaml
 from captioner.core.files import read_json
 from tests.helpers.project import FAST_PARAMS, commit_all, dvc, run, set_params, stages_run, up_to_date
 
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
+
 # Each run's self-critical epochs, numbered after its cross-entropy ones.
 SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
 

@@ -1,13 +1,17 @@
-"""SIGKILL at any moment leaves every stage output whole: as it was, absent, or complete.
+"""SIGKILL at any moment leaves every stage output whole: the old version or the new one, never a
+partial file.
 
 Each test runs one stage as a subprocess in a project folder of its own, holding inputs the test
-writes. First a fresh run is killed just before the first rename that moves an output into place
-(through tests/helpers/sigkill.py), the next run just before the second, and so on until a run completes.
-Then, with a param or an input changed so that the outputs change, runs are killed after fixed
-fractions of the measured run time and again before each rename, until one completes.
+writes, under tests/scripts/sigkill.py, which logs the stage's writes and output renames and kills
+it at a chosen one. In a fresh project, then again with a param or an input changed so that the
+outputs change: a run in a copy of the project lists the outputs the stage writes to; one run is
+killed inside its first write to each of them (half the data on disk); then runs are killed just
+before their first, second, ... output rename until one completes. Every kill must land (a run that
+finishes instead fails the test), and each phase has kills of both kinds.
 
-After every kill, each output the stage declares in dvc.yaml (outs and metrics) must be absent or
-identical to one of the complete versions, and nothing visible may be left beside it; the final
+After every kill, each output the stage declares in dvc.yaml (outs, metrics and plots) must be one
+of the complete versions, or absent where that is whole too (in the fresh project, or a folder
+between the two renames that swap it), and nothing visible may be left beside it; the final
 complete run must leave no hidden leftovers either. The extract_features and evaluate tests start
 TensorFlow a dozen times (one to two minutes each on two cores), so they are marked long; the
 train stage has its own resume tests.
@@ -20,11 +24,10 @@ import io
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,11 +41,11 @@ from captioner.core.files import write_json, write_jsonl, write_npy
 from captioner.core.text import SPECIAL_TOKENS
 from captioner.model.artifacts import save_model
 from captioner.model.network import build_captioner
+from tests.helpers.archives import make_zip
 from tests.helpers.http_server import serve_directory
 from tests.helpers.project import ROOT, environment, place_builtin_pretrained, set_params
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-FRACTIONS = (0.3, 0.6, 0.9)
 TIMINGS = "metrics/speed/"  # timing metrics differ from run to run: only their keys are compared
 RUN_TIMEOUT_S = 300
 WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "red", "ball", "child", "jumps", "water")
@@ -95,62 +98,80 @@ def visible_files(project: Path) -> set[str]:
 
 
 class Killer:
-    """Runs one stage in a project, kills it at chosen moments and checks what each kill left."""
+    """Runs one stage in a project under tests/scripts/sigkill.py, kills it at chosen moments and
+    checks what each kill left."""
 
-    def __init__(self, project: Path, stage: str) -> None:
-        self.project, self.stage = project, stage
-        self.module = STAGES[stage]["cmd"].removeprefix("python -m ")
-        self.outputs = declared_outputs(stage)
+    def __init__(self, project: Path, module: str, outputs: list[str]) -> None:
+        self.project, self.module, self.outputs = project, module, outputs
         self.after_kills: list[tuple[str, dict[str, object]]] = []
         self.inputs = visible_files(project)
+        self.log = project.parent / f"{project.name}-events.log"
         scratch = project.parent / f"{project.name}-tmp"
         scratch.mkdir(exist_ok=True)
         self.environment = {**environment(), "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch),
                             "TF_CPP_MIN_LOG_LEVEL": "2"}
 
+    @classmethod
+    def for_stage(cls, project: Path, stage: str) -> Killer:
+        return cls(project, STAGES[stage]["cmd"].removeprefix("python -m "), declared_outputs(stage))
+
     def inputs_changed(self) -> None:
         """Takes the project's current visible files, outputs aside, as the stage's inputs."""
         self.inputs = {file for file in visible_files(self.project) if not self._in_outputs(file)}
 
-    def run(self, moment: str, before_rename: int = 0, after_s: float | None = None) -> bool:
-        """Runs the stage, killed before its `before_rename`-th output rename or after `after_s`
-        seconds; True when it ran to the end instead."""
-        command = [sys.executable, "-m", self.module]
-        if before_rename:
-            watched = os.pathsep.join(str(self.project / output) for output in self.outputs)
-            command = [sys.executable, "-m", "tests.helpers.sigkill", str(before_rename), watched,
-                       self.module]
-        with subprocess.Popen(command, cwd=self.project, env=self.environment, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-            try:
-                _, errors = process.communicate(timeout=after_s or RUN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                _, errors = process.communicate()
-                assert after_s is not None, f"{self.module} ran over {RUN_TIMEOUT_S} s:\n{errors}"
-        if process.returncode == -signal.SIGKILL:
-            self._record(moment)
-            return False
-        assert process.returncode == 0, f"{self.module} failed:\n{errors}"
-        return True
+    def run(self, kill: str, project: Path | None = None) -> tuple[bool, list[str]]:
+        """Runs the stage with `kill` (see tests/scripts/sigkill.py): whether it ran to the end, and
+        the events it logged. A kill is recorded with what it left."""
+        self.log.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "tests.scripts.sigkill", str(self.log), kill,
+                   os.pathsep.join(self.outputs), self.module]
+        result = subprocess.run(command, cwd=project or self.project, env=self.environment,
+                                capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        events = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+        if result.returncode == -signal.SIGKILL:
+            landed = [event.removeprefix("killed ") for event in events if event.startswith("killed ")]
+            assert landed, f"{self.module} died of a SIGKILL the harness did not send"
+            self._record(landed[-1])
+            return False, events
+        assert result.returncode == 0, f"{self.module} failed:\n{result.stderr}"
+        return True, events
 
-    def kill_before_each_rename(self) -> float:
-        """Kills runs before their 1st, 2nd, ... output rename until one completes; its seconds."""
+    def outputs_written(self) -> list[str]:
+        """The outputs a complete run writes to from Python, in order of first write: counted on a
+        run in a copy of the project, which is then removed."""
+        copy = self.project.parent / f"{self.project.name}-count"
+        shutil.copytree(self.project, copy, symlinks=True)
+        try:
+            completed, events = self.run("none", project=copy)
+        finally:
+            shutil.rmtree(copy)
+        assert completed, f"{self.module} was killed without being asked to"
+        written = [event.split(" ", 2)[1] for event in events if event.startswith("write ")]
+        return list(dict.fromkeys(output for output in written if output != "-"))
+
+    def kill_everywhere(self) -> int:
+        """Kills one run inside the first write to each output, then runs before their 1st, 2nd, ...
+        output rename until one completes; each kill must land. Returns the number of rename kills."""
+        written = self.outputs_written()
+        assert written, f"{self.module} writes no output from Python: no write to kill it inside"
+        for output in written:
+            completed, _ = self.run(f"write:{output}")
+            assert not completed, f"{self.module} finished before it was killed inside a write of {output}"
         for rename in itertools.count(1):
-            started = time.monotonic()
-            if self.run(f"before output rename {rename}", before_rename=rename):
-                return time.monotonic() - started
+            completed, _ = self.run(f"rename:{rename}")
+            if completed:
+                return rename - 1
 
-    def kill_after(self, seconds: float) -> None:
-        self.run(f"after {seconds:.2f} s", after_s=seconds)
-
-    def assert_outputs_whole(self, *complete: dict[str, object]) -> None:
-        """Every output after every kill so far is absent or one of the `complete` versions."""
+    def assert_outputs_whole(self, *complete: dict[str, object], fresh: bool) -> None:
+        """Every output after every kill so far is one of the `complete` versions, or absent where
+        that is whole too: in a fresh project, or for a folder being swapped for its new version."""
         for moment, taken in self.after_kills:
             for output in self.outputs:
-                allowed = [None, *(version[output] for version in complete)]
-                assert taken[output] in allowed, \
-                    f"{self.stage} killed {moment}: {output} is neither absent nor complete"
+                versions = [version[output] for version in complete]
+                if fresh or all(isinstance(version, dict) for version in versions):
+                    versions.append(None)
+                assert taken[output] in versions, \
+                    f"{self.module} killed {moment}: {output} is partial, not a complete version"
         self.after_kills.clear()
 
     def _in_outputs(self, file: str) -> bool:
@@ -159,27 +180,44 @@ class Killer:
     def _record(self, moment: str) -> None:
         left = {file for file in visible_files(self.project) - self.inputs
                 if not self._in_outputs(file)}
-        assert not left, f"{self.stage} killed {moment} left visible files {sorted(left)}"
+        assert not left, f"{self.module} killed {moment} left visible files {sorted(left)}"
         self.after_kills.append((moment, snapshot(self.project, self.outputs)))
 
 
-def exercise(project: Path, stage: str, change: Callable[[Path], None]) -> None:
+def exercise(killer: Killer, change: Callable[[Path], None]) -> None:
     """Kills a fresh run, then a rerun with `change` applied, at every moment the module doc lists."""
-    killer = Killer(project, stage)
-    seconds = killer.kill_before_each_rename()
-    first = snapshot(project, killer.outputs)
-    assert None not in first.values(), f"a complete {stage} run wrote {first}"
-    killer.assert_outputs_whole(first)
+    renames = killer.kill_everywhere()
+    first = snapshot(killer.project, killer.outputs)
+    assert None not in first.values(), f"a complete run wrote {first}"
+    killer.assert_outputs_whole(first, fresh=True)
+    assert renames, f"{killer.module} renamed no output into place: no rename to kill it before"
 
-    change(project)
+    change(killer.project)
     killer.inputs_changed()
-    for fraction in FRACTIONS:
-        killer.kill_after(fraction * seconds)
-    killer.kill_before_each_rename()
-    second = snapshot(project, killer.outputs)
+    renames = killer.kill_everywhere()
+    second = snapshot(killer.project, killer.outputs)
     assert second[killer.outputs[0]] != first[killer.outputs[0]], "the change changed nothing"
-    killer.assert_outputs_whole(first, second)
-    assert hidden_entries(project) == []
+    killer.assert_outputs_whole(first, second, fresh=False)
+    assert renames, f"{killer.module} renamed no output into place: no rename to kill it before"
+    assert hidden_entries(killer.project) == []
+
+
+@pytest.mark.parametrize("how", ["atomic", "in place"])
+def test_the_harness_lands_its_kills_and_sees_a_partial_output(tmp_path, how):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "input.txt").write_text(f"{how}\n" + "x" * 4096)
+    killer = Killer(project, "tests.scripts.one_output", ["out/result.txt"])
+
+    def change(project: Path) -> None:
+        (project / "input.txt").write_text(f"{how}\n" + "y" * 4096)
+
+    if how == "atomic":
+        exercise(killer, change)
+    else:
+        with pytest.raises(AssertionError, match="killed inside a write of out/result.txt: "
+                                                 "out/result.txt is partial"):
+            exercise(killer, change)
 
 
 # --- inputs the tests write --------------------------------------------------------------
@@ -228,10 +266,6 @@ def text_files(images: list[str], seed: int) -> dict[str, bytes]:
                for name, ids in lists.items()}}
 
 
-def make_zip(path: Path, members: dict[str, bytes]) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
 
 
 def write_raw_text(project: Path, images: list[str]) -> None:
@@ -243,7 +277,6 @@ def write_raw_text(project: Path, images: list[str]) -> None:
 
 # --- one test per stage --------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_download_survives_sigkill(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
@@ -260,21 +293,19 @@ def test_download_survives_sigkill(tmp_path):
             return {"download": {"images_url": server.url_for(f"images_{version}.zip"),
                                  "text_url": server.url_for(f"text_{version}.zip")}}
 
-        exercise(project_with(tmp_path, urls("a")), "download",
+        exercise(Killer.for_stage(project_with(tmp_path, urls("a")), "download"),
                  lambda project: set_params(project, urls("b")))
 
 
-@pytest.mark.slow
 def test_tokenize_survives_sigkill(tmp_path):
     project = project_with(tmp_path, {"tokenize": {"min_count": 1, "val_images": 4}})
     images = image_names(24)
     write_images(project / "data/raw/images", images, seed=0)
     write_raw_text(project, images)
-    exercise(project, "tokenize",
+    exercise(Killer.for_stage(project, "tokenize"),
              lambda project: set_params(project, {"tokenize": {"seed": 7}}))
 
 
-@pytest.mark.slow
 def test_embed_survives_sigkill(tmp_path):
     project = project_with(tmp_path, {"embed": {"dim": 8, "epoch": 2}})
     captions = caption_texts(image_names(20), seed=0)
@@ -282,7 +313,7 @@ def test_embed_survives_sigkill(tmp_path):
     write_jsonl(project / "data/captions/train.jsonl",
                 [{"image": image, "captions": texts, "tokens": []}
                  for image, texts in captions.items()])
-    exercise(project, "embed", lambda project: set_params(project, {"embed": {"dim": 12}}))
+    exercise(Killer.for_stage(project, "embed"), lambda project: set_params(project, {"embed": {"dim": 12}}))
 
 
 @pytest.mark.long
@@ -291,7 +322,7 @@ def test_extract_features_survives_sigkill(tmp_path):
     # the default, so the rerun gets more images instead.
     project = project_with(tmp_path, {"extract_features": {"batch_size": 8}})
     write_images(project / "data/raw/images", image_names(16), seed=0)
-    exercise(project, "extract_features",
+    exercise(Killer.for_stage(project, "extract_features"),
              lambda project: write_images(project / "data/raw/images", image_names(4, 16), 1))
 
 
@@ -315,6 +346,7 @@ def test_evaluate_survives_sigkill(tmp_path):
                {"backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 16})
     # What train writes beside the model for the epoch table: one epoch, the chosen one.
     write_json(project / "data/records/train/metrics.json", {"best_epoch": 1})
+    (project / "metrics/train").mkdir(parents=True)
     (project / "metrics/train/epochs.tsv").write_text("epoch\tloss\tval_loss\tval_bleu4\n1\t3\t3\t0\n")
-    exercise(project, "evaluate", lambda project: set_params(
+    exercise(Killer.for_stage(project, "evaluate"), lambda project: set_params(
         project, {"evaluate": {"beam_size": 1, "report_images": 3}}))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from captioner.core.files import read_json, read_jsonl
+from tests.helpers.archives import fingerprint
 from tests.helpers.datasets import (
     jpeg_bytes,
     pictures,
@@ -28,9 +29,8 @@ from tests.helpers.datasets import (
 )
 from tests.helpers.http_server import serve_directory
 from tests.helpers.project import copy_project, dvc, run
-from tests.test_download import fingerprint
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 
 TRAIN_FOLDER_IMAGES, VAL_FOLDER_IMAGES = 35, 15
 CAPTIONS_PER_IMAGE = 5

@@ -14,6 +14,8 @@ from PIL import Image
 
 from tests.helpers.project import ROOT, commit_all, dvc, run
 
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
+
 HISTORY = Path("metrics/train/epochs.tsv")
 SAMPLE_PLOTS = Path("data/sample_plots")
 SAMPLE_NAMES = ("01_pic_001.png", "02_pic_007.png")

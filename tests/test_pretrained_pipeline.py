@@ -32,7 +32,7 @@ from tests.helpers.project import (
 )
 from tests.helpers.vectors import random_vectors, write_vec
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 AFTER_EMBED = ["pretrained", "embed", "train", "evaluate"]
 AFTER_FEATURES = ["pretrained", "extract_features", "train", "evaluate"]
 

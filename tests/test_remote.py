@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from captioner.core.files import read_jsonl
 from tests.helpers.project import commit_all, dvc, run, stages_run, up_to_date
+
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 
 
 def test_a_pulled_clone_is_up_to_date_and_predicts(built_project, tmp_path):

@@ -1,13 +1,17 @@
-"""Self-critical training's parts: the CIDEr-D reward, the baseline, and caption sampling."""
+"""Self-critical training's parts: the CIDEr-D reward, the baseline, caption sampling, and the
+direction of its gradient step."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from pycocoevalcap.cider.cider import Cider
 
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, clean
-from captioner.training.self_critical import CiderD, advantages, sample_captions
+from captioner.training.run_state import SELF_CRITICAL
+from captioner.training.self_critical import CiderD, SelfCriticalTrainer, advantages, sample_captions
+from tests.helpers.training import VOCABULARY, records, tiny_config, tiny_model
 
 REFERENCES = [
     ["A dog runs across the grass .", "A brown dog is running on a lawn .", "dog on grass"],
@@ -82,3 +86,23 @@ def test_cider_d_clips_repeated_words_to_their_count_in_the_references():
     reward = CiderD(REFERENCES)
     assert reward.score(repeated, 0) == pytest.approx(expected[0], rel=1e-9)
     assert reward.score(repeated, 0) < reward.score(plain, 0)
+
+
+def test_a_self_critical_step_makes_captions_above_the_baseline_likelier_and_those_below_less():
+    model = tiny_model(tiny_config(learning_rate=0.05), SELF_CRITICAL)
+    train, features = records(3, shift=0)
+    trainer = SelfCriticalTrainer(model, train, VOCABULARY, samples=2, batch_images=1, max_words=4)
+    # Two sampled captions of image 0: "a a <end>" rewarded above the baseline, "b b <end>" below.
+    words = np.array([[4, 4, END_ID], [5, 5, END_ID]], np.int32)
+    previous = np.array([[START_ID, 4, 4], [START_ID, 5, 5]], np.int32)
+    image = np.repeat(features[:1], 2, axis=0)
+
+    def log_likelihoods() -> np.ndarray:
+        probabilities = model.predict([image, previous], verbose=0)
+        return np.log(np.take_along_axis(probabilities, words[..., None], axis=2)).sum(axis=(1, 2))
+
+    before = log_likelihoods()
+    trainer._apply(tf.constant(image), tf.constant(previous), tf.constant(words),
+                   tf.constant(np.array([1.0, -1.0], np.float32)))
+    after = log_likelihoods()
+    assert after[0] > before[0] and after[1] < before[1]

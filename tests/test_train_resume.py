@@ -3,17 +3,12 @@ two clean runs of the whole pipeline give the same bytes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import yaml
 
-from captioner.core.files import read_json
-from tests.helpers.project import FAST_PARAMS, copy_project, dvc, environment, set_params
+from tests.helpers.project import FAST_PARAMS, copy_project, dvc, kill_repro_after_epoch, set_params
+
+pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 
 EPOCHS = 4
 # Everything the train stage writes; the speed file holds timings, which no two runs share.
@@ -26,21 +21,6 @@ def outputs(project) -> dict[str, bytes]:
     return {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
 
 
-def kill_repro_after_epoch(project, epochs_done: int, run: str = "data/train_run") -> None:
-    """Starts `dvc repro train` and SIGKILLs it, and all it started, once the run in folder `run`
-    has checkpointed `epochs_done` epochs."""
-    progress = project / run / "progress.json"
-    repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=project,
-                             env=environment(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and repro.poll() is None:
-        if progress.is_file() and len(read_json(progress)["history"]) >= epochs_done:
-            os.killpg(repro.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    repro.wait()
-    assert repro.returncode == -signal.SIGKILL, "training ended before it could be killed"
 
 
 @pytest.fixture

@@ -67,10 +67,3 @@ def test_mixed_bfloat16_training_learns_and_keeps_float32_probabilities():
     assert probabilities.dtype == np.float32
     captions = Decoder.from_model(model).caption_ids(features[:3], beam_size=2, max_length=6)
     assert [caption[0] for caption in captions] == [4, 5, 6]
-
-
-def test_caption_batches_run_without_tf_data_autotuning():
-    """Autotuning's thread made the end of some full-size epochs wait ~30 s with the CPU idle (the
-    iterator's teardown waited for it); the caption pipeline runs without it."""
-    records, features = synthetic_records(6)
-    assert caption_dataset(records, features, batch_size=4).options().autotune.enabled is False

@@ -17,7 +17,7 @@ from captioner.model.network import ensemble_members
 from captioner.training import distribute
 from captioner.training.ensemble import MEMBER_SEED_STEP, member_configs, members_of, train_ensemble
 from tests.helpers.project import set_params
-from tests.test_distribute import train_project
+from tests.helpers.training import train_project
 
 
 @pytest.fixture

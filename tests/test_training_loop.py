@@ -12,27 +12,12 @@ import numpy as np
 import pytest
 
 from captioner.core import params
-from captioner.core.text import END_ID, START_ID
 from captioner.model.artifacts import save_model
-from captioner.training.data import TrainingData, seed_everything
-from captioner.training.loop import Validation, compiled_captioner, improves, learning_rate, train
+from captioner.training.data import TrainingData
+from captioner.training.loop import Validation, improves, learning_rate, train
 from captioner.training.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
 from captioner.training.self_critical import SelfCriticalTrainer
-
-ROOT = Path(__file__).resolve().parents[1]
-VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]
-WORDS = "abcd"
-
-
-def records(count: int, shift: int) -> tuple[list[dict], np.ndarray]:
-    """Image i has feature one-hot(i % 3) and captions of word 4 + (i + shift) % 3."""
-    result, features = [], []
-    for i in range(count):
-        word = 4 + (i + shift) % 3
-        result.append({"image": f"{shift}_{i}.jpg", "captions": [f"{WORDS[word - 4]} {WORDS[word - 4]}"],
-                       "tokens": [[START_ID, word, word, END_ID], [START_ID, word, END_ID]]})
-        features.append(np.eye(3, dtype=np.float32)[i % 3])
-    return result, np.stack(features)
+from tests.helpers.training import VOCABULARY, records, tiny_config, tiny_model
 
 
 def training_data(validation_shift: int) -> TrainingData:
@@ -44,18 +29,8 @@ def training_data(validation_shift: int) -> TrainingData:
                         bleu_images=6)
 
 
-def config(**changes) -> params.TrainParams:
-    defaults = params.load(params.TrainParams, ROOT / "params.yaml")
-    return dataclasses.replace(defaults, **{"units": 16, "batch_size": 8, "learning_rate": 0.02,
-                                            "dropout": 0.1, "epochs": 8, "seed": 0,
-                                            "self_critical_epochs": 0,
-                                            "self_critical_batch_images": 8, **changes})
 
 
-def new_model(settings: params.TrainParams, phase: str = CROSS_ENTROPY) -> keras.Model:
-    seed_everything(settings.seed)
-    embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
-    return compiled_captioner(settings, embedding, feature_dim=3, phase=phase)
 
 
 def run_training(folder: Path, settings: params.TrainParams, data: TrainingData):
@@ -63,7 +38,7 @@ def run_training(folder: Path, settings: params.TrainParams, data: TrainingData)
     the epochs reported and each reported epoch's learning rate."""
     run = RunFolder(folder)
     progress = run.resume_or_clear("fingerprint")
-    model = new_model(settings, progress.phase)
+    model = tiny_model(settings, progress.phase)
     if progress.epochs_done:
         run.load_checkpoint(progress, model)
     reported, rates = [], []
@@ -101,7 +76,7 @@ def expected_stop(history: list[dict], monitor: str, patience: int) -> tuple[int
 
 @pytest.mark.parametrize("monitor", ["val_loss", "val_bleu4", "val_cider"])
 def test_patience_stops_at_the_first_epoch_out_of_patience_and_keeps_the_best(tmp_path, monitor):
-    settings = config(monitor=monitor, patience=2, epochs=12)
+    settings = tiny_config(monitor=monitor, patience=2, epochs=12)
     progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
     assert len(progress.history) < settings.epochs, "validation kept improving: no early stop"
     assert (len(progress.history), progress.best_epoch) == expected_stop(
@@ -116,7 +91,7 @@ def test_patience_stops_at_the_first_epoch_out_of_patience_and_keeps_the_best(tm
 
 
 def test_learning_rate_decays_once_per_epoch(tmp_path):
-    settings = config(learning_rate_decay=0.5, epochs=3, patience=3)
+    settings = tiny_config(learning_rate_decay=0.5, epochs=3, patience=3)
     _, reported, rates, _ = run_training(tmp_path / "run", settings, training_data(0))
     assert reported == [1, 2, 3]
     np.testing.assert_allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6)
@@ -124,7 +99,7 @@ def test_learning_rate_decays_once_per_epoch(tmp_path):
 
 
 def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
-    settings = config(epochs=2, patience=2)
+    settings = tiny_config(epochs=2, patience=2)
     whole, _, _, whole_model = run_training(tmp_path / "whole", settings, training_data(0))
     run_training(tmp_path / "parts", dataclasses.replace(settings, epochs=1), training_data(0))
     resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,
@@ -135,7 +110,7 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
 
 @pytest.mark.parametrize("case", ["stopped early", "finished"])
 def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
-    settings = config(patience=1, epochs=12) if case == "stopped early" else config(epochs=2)
+    settings = tiny_config(patience=1, epochs=12) if case == "stopped early" else tiny_config(epochs=2)
     first, _, _, _ = run_training(tmp_path / "run", settings, training_data(1))
     assert (len(first.history) < settings.epochs) == (case == "stopped early")
     again, reported, _, _ = run_training(tmp_path / "run", settings, training_data(1))
@@ -143,23 +118,35 @@ def test_resuming_a_run_that_ended_trains_no_more(tmp_path, case):
     assert again == first
 
 
-def test_self_critical_epochs_follow_cross_entropy(tmp_path):
-    settings = config(epochs=3, patience=3, self_critical_epochs=2, monitor="val_bleu4",
-                      self_critical_monitor="val_cider")
-    progress, reported, _, _ = run_training(tmp_path / "run", settings, training_data(0))
-    assert reported == [1, 2, 3, 4, 5]
-    assert [logs["phase"] for logs in progress.history] == [CROSS_ENTROPY] * 3 + [SELF_CRITICAL] * 2
-    assert all("reward" in logs and "loss" not in logs for logs in progress.history[3:])
-    cider = [logs["val_cider"] for logs in progress.history[3:]]
-    assert (progress.best, progress.best_epoch) == (max(cider), 4 + cider.index(max(cider)))
-    saved_epochs = sorted(path.name for path in (tmp_path / "run/epochs").glob("*.keras"))
+SELF_CRITICAL_SETTINGS = {"epochs": 2, "patience": 2, "self_critical_epochs": 2, "monitor": "val_bleu4",
+                          "self_critical_monitor": "val_cider"}
+
+
+@pytest.fixture(scope="module")
+def self_critical_run(tmp_path_factory):
+    """Two cross-entropy then two self-critical epochs, uninterrupted: (run folder, progress,
+    epochs reported, model)."""
+    folder = tmp_path_factory.mktemp("self_critical") / "run"
+    progress, reported, _, model = run_training(folder, tiny_config(**SELF_CRITICAL_SETTINGS),
+                                                training_data(0))
+    return folder, progress, reported, model
+
+
+def test_self_critical_epochs_follow_cross_entropy(self_critical_run):
+    folder, progress, reported, _ = self_critical_run
+    assert reported == [1, 2, 3, 4]
+    assert [logs["phase"] for logs in progress.history] == [CROSS_ENTROPY] * 2 + [SELF_CRITICAL] * 2
+    assert all("reward" in logs and "loss" not in logs for logs in progress.history[2:])
+    cider = [logs["val_cider"] for logs in progress.history[2:]]
+    assert (progress.best, progress.best_epoch) == (max(cider), 3 + cider.index(max(cider)))
+    saved_epochs = sorted(path.name for path in (folder / "epochs").glob("*.keras"))
     assert saved_epochs == [f"epoch_{n:03d}.keras" for n in reported]
 
 
 @pytest.mark.parametrize("start", ["best", "last"])
 def test_self_critical_training_starts_from_the_chosen_cross_entropy_epoch(tmp_path, monkeypatch,
                                                                            start):
-    settings = config(monitor="val_loss", patience=2, epochs=12, self_critical_epochs=1,
+    settings = tiny_config(monitor="val_loss", patience=2, epochs=12, self_critical_epochs=1,
                       self_critical_start=start)
     started_from = []
     first_epoch = SelfCriticalTrainer.epoch
@@ -179,9 +166,10 @@ def test_self_critical_training_starts_from_the_chosen_cross_entropy_epoch(tmp_p
         np.testing.assert_array_equal(mine, theirs)
 
 
-def test_a_run_resumed_in_the_self_critical_phase_ends_as_the_uninterrupted_one(tmp_path):
-    settings = config(epochs=2, patience=2, self_critical_epochs=2)
-    whole, _, _, whole_model = run_training(tmp_path / "whole", settings, training_data(0))
+def test_a_run_resumed_in_the_self_critical_phase_ends_as_the_uninterrupted_one(tmp_path,
+                                                                               self_critical_run):
+    settings = tiny_config(**SELF_CRITICAL_SETTINGS)
+    _, whole, _, whole_model = self_critical_run
     run_training(tmp_path / "parts", dataclasses.replace(settings, self_critical_epochs=1),
                  training_data(0))
     resumed, reported, _, resumed_model = run_training(tmp_path / "parts", settings,

@@ -14,33 +14,13 @@ import pytest
 from captioner.acquire.fetching import Fetched
 from captioner.acquire.unpacking import is_archive, unpack_images, unpack_text
 from captioner.core.errors import PipelineError
-
-
-def make_zip(path: Path, members: dict[str, bytes]) -> Path:
-    """Writes a deflated zip holding `members` (name -> content)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return path
-
-
-def make_tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:
-    """Writes a tar (mode "w", "w:gz", ...) holding regular files `members` (name -> content)."""
-    with tarfile.open(path, mode) as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return path
+from tests.helpers.archives import files_under, make_tar, make_zip
 
 
 def fetched(path: Path) -> Fetched:
     return Fetched(str(path), path, path.stat().st_size, "")
 
 
-def files_under(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- zip -------------------------------------------------------------------------------------

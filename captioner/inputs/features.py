@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from captioner.core.errors import PipelineError
@@ -71,6 +71,8 @@ def load_pixels(path: Path | str) -> np.ndarray:
             return np.asarray(rgb, dtype=np.uint8)
     except BadImage:
         raise
+    except UnidentifiedImageError:
+        raise BadImage("not an image Pillow can read") from None
     # Decoders of broken files raise many exception types (OSError, SyntaxError, ValueError,
     # DecompressionBombError, struct.error, ...); each one means this file is unusable.
     except Exception as error:

@@ -1,2 +1,2 @@
-"""What the tests share: drawn datasets, a local HTTP server, project copies and DVC commands, fault
-harnesses and the scripts tests run in subprocesses."""
+"""What the tests share: drawn datasets and archives, a local HTTP server, project copies and DVC
+commands, tiny training inputs and word vectors."""

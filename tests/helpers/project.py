@@ -1,17 +1,20 @@
-"""Test helpers: a copy of the project in its own git repo, and `dvc`/stage commands run in it."""
+"""Test helpers: a copy of the project in its own git repo, and `dvc`/stage commands run in it
+(one of them killed at a chosen epoch)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
-from captioner.core.files import write_json
+from captioner.core.files import read_json, write_json
 from captioner.core.placed import MANIFEST, VECTORS, WEIGHTS, builtin_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +99,19 @@ def place_builtin_pretrained(project: Path, vectors: str = "train", weights: str
     for kind, builtin in ((VECTORS, vectors), (WEIGHTS, weights)):
         for path in (kind.folder / MANIFEST, kind.manifest_copy):
             write_json(project / path, builtin_manifest(builtin))
+
+def kill_repro_after_epoch(project, epochs_done: int, run: str = "data/train_run") -> None:
+    """Starts `dvc repro train` and SIGKILLs it, and all it started, once the run in folder `run`
+    has checkpointed `epochs_done` epochs."""
+    progress = project / run / "progress.json"
+    repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=project,
+                             env=environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and repro.poll() is None:
+        if progress.is_file() and len(read_json(progress)["history"]) >= epochs_done:
+            os.killpg(repro.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    repro.wait()
+    assert repro.returncode == -signal.SIGKILL, "training ended before it could be killed"

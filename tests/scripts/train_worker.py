@@ -1,7 +1,7 @@
 """Runs the train stage in the current folder as one process of a distributed test, and keeps the
 weights it trained.
 
-    python -m tests.helpers.train_worker LOGICAL_CPUS WEIGHTS.npz
+    python -m tests.scripts.train_worker LOGICAL_CPUS WEIGHTS.npz
 
 With LOGICAL_CPUS above 1 the CPU is first split into that many logical devices (what
 train.distribute mirrored spreads over on a machine without GPUs). The trained model's weights go

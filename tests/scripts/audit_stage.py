@@ -1,6 +1,6 @@
 """Runs one stage module and records every file it opens, lists or renames into place.
 
-    python tests/helpers/audit_stage.py stages.train EVENTS.json
+    python tests/scripts/audit_stage.py stages.train EVENTS.json
 
 Uses Python's audit hooks (PEP 578), so it sees what the stage really does, whatever module
 opens the file. EVENTS.json gets a list of [kind, path] with kind "read" or "write".

@@ -1,0 +1,191 @@
+"""The bugs `python -m tests.plant_bugs` plants, one at a time: each a small, plausible change that
+would change results or lose data, with the fast test files written to catch it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PlantedBug:
+    name: str  # the behaviour it breaks
+    file: str
+    original: str  # text that occurs once in `file`
+    planted: str  # what replaces it
+    tests: list[str]
+
+
+PLANTED_BUGS = [
+    PlantedBug(
+        name=("resume guard: the run fingerprint is not compared (another run's folder is resumed)"),
+        file="captioner/training/run_state.py",
+        original=(
+            "if progress.fingerprint == fingerprint and self.checkpoint(progress.epochs_done).is_file():"
+        ),
+        planted="if self.checkpoint(progress.epochs_done).is_file():",
+        tests=["tests/test_run_state.py"],
+    ),
+    PlantedBug(
+        name="dvc.yaml: the train stage does not depend on data/features",
+        file="dvc.yaml",
+        original=("      - data/embeddings\n      - data/features\n    params: [train]"),
+        planted=("      - data/embeddings\n    params: [train]"),
+        tests=["tests/test_dvc_yaml.py"],
+    ),
+    PlantedBug(
+        name=("bad-image limit: exactly max_bad_fraction bad images is refused (> became >=)"),
+        file="captioner/inputs/features.py",
+        original="if len(extraction.bad) > max_bad_fraction * total:",
+        planted="if len(extraction.bad) >= max_bad_fraction * total:",
+        tests=["tests/test_features.py"],
+    ),
+    PlantedBug(
+        name="zip unpacking: device, pipe and socket members are no longer refused",
+        file="captioner/acquire/unpacking.py",
+        original=(
+            "            if kind in SPECIAL_ZIP_TYPES:\n"
+            '                _refuse_kind(self.source, info.filename, "device,'
+            ' pipe or socket")\n'
+            "            if not info.is_dir():"
+        ),
+        planted="            if not info.is_dir():",
+        tests=["tests/test_unpacking.py"],
+    ),
+    PlantedBug(
+        name=("CIDEr-D reward: candidate n-gram weights are not clipped to the reference's"),
+        file="captioner/training/self_critical.py",
+        original=("overlap = sum(min(weight, reference.get(ngram, 0.0)) * reference.get(ngram, 0.0)"),
+        planted="overlap = sum(weight * reference.get(ngram, 0.0)",
+        tests=["tests/test_self_critical.py"],
+    ),
+    PlantedBug(
+        name="write_json writes the file in place, not through atomic_path",
+        file="captioner/core/files.py",
+        original=(
+            "    with atomic_path(path) as temporary:\n"
+            "        temporary.write_text(json.dumps(data, indent=2,"
+            ' ensure_ascii=False) + "\\n", encoding="utf-8")'
+        ),
+        planted=(
+            "    Path(path).parent.mkdir(parents=True, exist_ok=True)\n"
+            "    Path(path).write_text(json.dumps(data, indent=2,"
+            ' ensure_ascii=False) + "\\n", encoding="utf-8")'
+        ),
+        tests=["tests/test_faults.py"],
+    ),
+    PlantedBug(
+        name=("run fingerprint: input file bytes are not hashed (only names and settings)"),
+        file="captioner/training/run_state.py",
+        original=(
+            "            digest.update(str(file).encode())\n"
+            "            digest.update(bytes.fromhex(sha256_of(file)))"
+        ),
+        planted="            digest.update(str(file).encode())",
+        tests=["tests/test_run_state.py"],
+    ),
+    PlantedBug(
+        name=("beam search: a beam that reached the end token is not kept finished (words follow <end>)"),
+        file="captioner/model/decoding.py",
+        original=("finished = np.take_along_axis(finished, parent, axis=1) | (word == END_ID)"),
+        planted="finished = word == END_ID",
+        tests=["tests/test_decoding.py"],
+    ),
+    PlantedBug(
+        name=("beam search ranking: the length penalty multiplies the log-probability by length ** alpha"),
+        file="captioner/model/decoding.py",
+        original=("best = np.argmax(scores / lengths.astype(np.float32) ** length_penalty, axis=1)"),
+        planted=("best = np.argmax(scores * lengths.astype(np.float32) ** length_penalty, axis=1)"),
+        tests=["tests/test_decoding.py"],
+    ),
+    PlantedBug(
+        name=("beam search: every beam starts live, so the beams hold duplicates of one hypothesis"),
+        file="captioner/model/decoding.py",
+        original="scores[:, 0] = 0.0",
+        planted="scores[:] = 0.0",
+        tests=["tests/test_decoding.py"],
+    ),
+    PlantedBug(
+        name=("self-critical advantage: the baseline (other samples' mean reward) is not subtracted"),
+        file="captioner/training/self_critical.py",
+        original="return (rewards - baseline).reshape(-1)",
+        planted="return rewards.reshape(-1)",
+        tests=["tests/test_self_critical.py"],
+    ),
+    PlantedBug(
+        name=("self-critical advantage: sign flipped (samples below the baseline are reinforced)"),
+        file="captioner/training/self_critical.py",
+        original="return (rewards - baseline).reshape(-1)",
+        planted="return (baseline - rewards).reshape(-1)",
+        tests=["tests/test_self_critical.py"],
+    ),
+    PlantedBug(
+        name=("carved splits: only val images leave train, so carved test images leak into train"),
+        file="captioner/captions/collect.py",
+        original=('splits["train"] = [image for image in splits["train"] if image not in carved]'),
+        planted=('splits["train"] = [image for image in splits["train"] if image not in splits["val"]]'),
+        tests=["tests/test_formats.py"],
+    ),
+    PlantedBug(
+        name=("archive member names: only a leading '..' is refused ('top/../../x' escapes)"),
+        file="captioner/acquire/unpacking.py",
+        original='if ".." in PurePosixPath(name.replace("\\\\", "/")).parts:',
+        planted='if name.startswith(".."):',
+        tests=["tests/test_unpacking.py"],
+    ),
+    PlantedBug(
+        name="caption cleaning keeps digits as words",
+        file="captioner/core/text.py",
+        original='_NOT_A_LETTER = re.compile(r"[^a-z]+")',
+        planted='_NOT_A_LETTER = re.compile(r"[^a-z0-9]+")',
+        tests=["tests/test_text.py"],
+    ),
+    PlantedBug(
+        name=("vocabulary: words seen exactly min_count times are left out (>= became >)"),
+        file="captioner/core/text.py",
+        original="if c >= min_count",
+        planted="if c > min_count",
+        tests=["tests/test_text.py"],
+    ),
+    PlantedBug(
+        name=("ensemble: members' log-probabilities averaged (geometric mean), not their probabilities"),
+        file="captioner/model/network.py",
+        original=(
+            '    mean = layers.Average(name="mean_next_word")(probabilities)\n'
+            "    return keras.Model([image_features, caption], mean,"
+            " name=ENSEMBLE_NAME)"
+        ),
+        planted=(
+            '    mean = keras.ops.exp(layers.Average(name="mean_next_word")(\n'
+            "        [keras.ops.log(p) for p in probabilities]))\n"
+            "    return keras.Model([image_features, caption], mean,"
+            " name=ENSEMBLE_NAME)"
+        ),
+        tests=["tests/test_ensemble.py"],
+    ),
+    PlantedBug(
+        name=("early stopping: a higher val_loss counts as an improvement (every monitor higher-is-better)"),
+        file="captioner/training/loop.py",
+        original='return new < best if monitor == "val_loss" else new > best',
+        planted="return new > best",
+        tests=["tests/test_training_loop.py"],
+    ),
+    PlantedBug(
+        name=("dvc.yaml: extract_features.max_bad_fraction missing from the extract_features params"),
+        file="dvc.yaml",
+        original=(
+            "params: [extract_features.backbone, extract_features.batch_size,"
+            " extract_features.max_bad_fraction]"
+        ),
+        planted="params: [extract_features.backbone, extract_features.batch_size]",
+        tests=["tests/test_dvc_yaml.py"],
+    ),
+    PlantedBug(
+        name=("self-critical loss: the policy-gradient sign flipped (rewarded captions made less likely)"),
+        file="captioner/training/self_critical.py",
+        original=(
+            "loss = -tf.reduce_sum(tf.math.log(tf.maximum(chosen, 1e-30)) * mask * advantage[:, None])"
+        ),
+        planted=("loss = tf.reduce_sum(tf.math.log(tf.maximum(chosen, 1e-30)) * mask * advantage[:, None])"),
+        tests=["tests/test_self_critical.py"],
+    ),
+]

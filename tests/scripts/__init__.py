@@ -1,0 +1,1 @@
+"""Scripts the tests run as subprocesses: `python -m tests.scripts.NAME`."""
