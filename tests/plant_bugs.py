@@ -43,7 +43,7 @@ def copy_repository(destination: Path) -> None:
 def run_tests(copy: Path, tests: list[str]) -> tuple[int, float]:
     """Runs the fast tests among `tests` in `copy`: pytest's exit code and the seconds it took."""
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-m", "not slow",
                              "-p", "no:cacheprovider", *tests], cwd=copy,
                             env={**os.environ, "PYTHONPATH": str(copy)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)

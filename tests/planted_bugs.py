@@ -41,14 +41,12 @@ PLANTED_BUGS = [
     ),
     PlantedBug(
         name="zip unpacking: device, pipe and socket members are no longer refused",
-        file="captioner/acquire/unpacking.py",
+        file="captioner/acquire/archives.py",
         original=(
             "            if kind in SPECIAL_ZIP_TYPES:\n"
-            '                _refuse_kind(self.source, info.filename, "device,'
-            ' pipe or socket")\n'
-            "            if not info.is_dir():"
+            '                refuse_kind(self.source, info.filename, "device, pipe or socket")\n'
         ),
-        planted="            if not info.is_dir():",
+        planted="",
         tests=["tests/test_unpacking.py"],
     ),
     PlantedBug(
@@ -127,9 +125,9 @@ PLANTED_BUGS = [
     ),
     PlantedBug(
         name=("archive member names: only a leading '..' is refused ('top/../../x' escapes)"),
-        file="captioner/acquire/unpacking.py",
-        original='if ".." in PurePosixPath(name.replace("\\\\", "/")).parts:',
-        planted='if name.startswith(".."):',
+        file="captioner/acquire/archives.py",
+        original='    if ".." in parts:',
+        planted='    if name.startswith(".."):',
         tests=["tests/test_unpacking.py"],
     ),
     PlantedBug(

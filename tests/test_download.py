@@ -18,8 +18,9 @@ import pytest
 import requests
 import yaml
 
+from captioner.acquire import download as download_module
 from captioner.acquire.download import download_dataset
-from captioner.acquire.fetching import HttpPolicy, fetch
+from captioner.acquire.fetching import Cap, HttpPolicy, fetch
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
 from captioner.core.params import DownloadParams
@@ -31,6 +32,7 @@ from tests.helpers.project import ROOT, SAMPLE, copy_project, dvc, run, set_para
 
 FAST = HttpPolicy(attempts=3, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)
 ONE_TRY = HttpPolicy(attempts=1, backoff_s=0.0, connect_timeout_s=2.0, read_timeout_s=5.0)
+CAP = Cap(1 << 40, "no cap a test reaches")
 SETTING = "download.images_url"
 TOKENS = b"1000268201_693b08cb0e.jpg#0\tA child in a pink dress .\n"
 
@@ -52,7 +54,7 @@ def payload(tmp_path) -> Path:
 
 
 def fetch_bytes(url: str, partial_dir: Path, sha256: str = "") -> bytes:
-    fetched = fetch(url, sha256, partial_dir, setting=SETTING, policy=FAST)
+    fetched = fetch(url, sha256, partial_dir, setting=SETTING, cap=CAP, policy=FAST)
     assert fetched.path.parent == partial_dir
     return fetched.path.read_bytes()
 
@@ -233,14 +235,20 @@ def test_remote_file_changed_since_the_killed_run_downloads_whole(tmp_path):
     assert files_under(raw / "images") == new_images
 
 
-def test_whole_partial_file_is_used_without_downloading_again(tmp_path):
+def test_whole_partial_file_is_used_without_downloading_again(tmp_path, monkeypatch):
     served, raw = tmp_path / "served", tmp_path / "raw"
     images = served_dataset(served, seed=1)
     size = (served / "images.zip").stat().st_size
+
+    def fail_after_the_download(*arguments: object) -> None:
+        raise PipelineError("the disk filled up while unpacking")
+
     with serve_directory(served) as server:
         settings = settings_for(server.url_for("images.zip"), served / "text.zip")
-        with pytest.raises(PipelineError, match="download.max_unpacked_mb"):
-            download(settings_for(settings.images_url, settings.text_url, max_unpacked_mb=1), raw)
+        with monkeypatch.context() as patch:
+            patch.setattr(download_module, "unpack_images", fail_after_the_download)
+            with pytest.raises(PipelineError, match="the disk filled up"):
+                download(settings, raw)
         download(settings, raw)
     assert [(r.status, r.range) for r in server.requests] == [(200, None), (416, f"bytes={size}-")]
     assert files_under(raw / "images") == images
@@ -252,7 +260,7 @@ def test_file_url_and_relative_path_are_read_in_place(payload, tmp_path, monkeyp
     monkeypatch.chdir(payload.parent.parent)
     relative = Path(payload.parent.name) / payload.name
     for source in (payload.as_uri(), str(relative)):
-        fetched = fetch(source, "", tmp_path / "partial", setting=SETTING)
+        fetched = fetch(source, "", tmp_path / "partial", setting=SETTING, cap=CAP)
         assert fetched.path.resolve() == payload
         assert fetched.sha256 == hashlib.sha256(payload.read_bytes()).hexdigest()
         assert fetched.size_bytes == 300_000
@@ -261,15 +269,15 @@ def test_file_url_and_relative_path_are_read_in_place(payload, tmp_path, monkeyp
 
 def test_local_file_with_wrong_sha256_is_refused_but_kept(payload, tmp_path):
     with pytest.raises(PipelineError, match="sha256 mismatch"):
-        fetch(str(payload), "f" * 64, tmp_path, setting=SETTING)
+        fetch(str(payload), "f" * 64, tmp_path, setting=SETTING, cap=CAP)
     assert payload.exists()
 
 
 def test_missing_local_file_folder_and_unknown_scheme_are_named(tmp_path):
     with pytest.raises(PipelineError, match="nope.zip: no such file"):
-        fetch(str(tmp_path / "nope.zip"), "", tmp_path, setting=SETTING)
+        fetch(str(tmp_path / "nope.zip"), "", tmp_path, setting=SETTING, cap=CAP)
     with pytest.raises(PipelineError, match="is a folder, download.text_url takes a file"):
-        fetch(str(tmp_path), "", tmp_path, setting="download.text_url")
+        fetch(str(tmp_path), "", tmp_path, setting="download.text_url", cap=CAP)
     with pytest.raises(PipelineError, match="unsupported URL scheme 'ftp'"):
         local_path("ftp://example.com/a.zip")
 

@@ -12,19 +12,22 @@ successful run.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from dvc_objects.fs.utils import copyfile
 
-from captioner.acquire.fetching import DEFAULT_POLICY, Fetched, HttpPolicy, fetch
+from captioner.acquire.fetching import DEFAULT_POLICY, Cap, Fetched, HttpPolicy, fetch
 from captioner.acquire.unpacking import TEXT_SUFFIXES, Unpacked, is_archive, unpack_images, unpack_text
 from captioner.core.errors import PipelineError
 from captioner.core.files import atomic_path, write_json
 from captioner.core.image_files import IMAGE_SUFFIXES, image_id, list_images
 from captioner.core.params import DownloadParams
 from captioner.core.sources import MB, local_path, source_name
+
+CAP_NAME = "download.max_unpacked_mb"
 
 
 def download_dataset(
@@ -59,7 +62,7 @@ def _bring_text(
     """The captions unpacked or copied into `destination`, where they came from, and whether the
     source was a single file."""
     fetched = fetch(settings.text_url, settings.text_sha256, partial_dir,
-                    setting="download.text_url", policy=policy)
+                    setting="download.text_url", cap=Cap(budget, CAP_NAME), policy=policy)
     single = not is_archive(fetched)
     if single:
         text = _copy_file(fetched, destination, budget)
@@ -83,7 +86,7 @@ def _bring_images(
         origin: dict[str, Any] = {"source": source, "bytes": images.unpacked_bytes}
     else:
         fetched = fetch(source, settings.images_sha256, partial_dir,
-                        setting="download.images_url", policy=policy)
+                        setting="download.images_url", cap=Cap(budget, CAP_NAME), policy=policy)
         images = unpack_images(fetched, destination, budget)
         origin = _file_origin(fetched)
     if not images.names:
@@ -93,7 +96,9 @@ def _bring_images(
 
 
 def _clone_images(source: str, folder: Path, destination: Path, budget: int) -> Unpacked:
-    """Clones a folder's images (nested folders too) under `destination`, ids kept."""
+    """Clones a folder's images (nested folders too) under `destination`, ids kept. A symbolic link
+    in the folder is refused: what it points to lies outside the source the param names."""
+    _refuse_links(source, folder)
     files = list_images(folder)
     total = sum(path.stat().st_size for path in files)
     if total > budget:
@@ -105,6 +110,16 @@ def _clone_images(source: str, folder: Path, destination: Path, budget: int) -> 
         target.parent.mkdir(parents=True, exist_ok=True)
         copyfile(path, target)
     return Unpacked([image_id(path, folder) for path in files], total)
+
+
+def _refuse_links(source: str, folder: Path) -> None:
+    for parent, subfolders, files in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in sorted([*subfolders, *files]):
+            if os.path.islink(os.path.join(parent, name)):
+                link = (Path(parent) / name).relative_to(folder)
+                raise PipelineError(f"{source}: {link.as_posix()} is a symbolic link; a folder "
+                                    "source must hold its images itself")
 
 
 def _copy_file(fetched: Fetched, destination: Path, budget: int) -> Unpacked:

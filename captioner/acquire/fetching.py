@@ -25,7 +25,7 @@ from urllib3.util.retry import Retry
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, write_json
-from captioner.core.sources import CHUNK_BYTES, check_sha256, local_path, sha256_of, source_name
+from captioner.core.sources import CHUNK_BYTES, MB, check_sha256, local_path, sha256_of, source_name
 
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -61,15 +61,25 @@ class _Interrupted(Exception):
     """The body stopped early or the server's answer means starting over: worth another request."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Cap:
+    """The most bytes a download may bring, and what sets it (named when a download passes it)."""
+
+    max_bytes: int
+    name: str
+
+
 def fetch(
-    source: str, expected_sha256: str, partial_dir: Path, *, setting: str,
+    source: str, expected_sha256: str, partial_dir: Path, *, setting: str, cap: Cap,
     policy: HttpPolicy = DEFAULT_POLICY,
 ) -> Fetched:
     """The file at `source`, verified against `expected_sha256` when that is not empty.
 
     A local file is read in place. A remote one is downloaded (or finished) into `partial_dir` and
-    left there for the caller to remove after use, unless it fails verification. `setting` is the
-    params key holding `source`, named in the hint given when the server is unreachable.
+    left there for the caller to remove after use, unless it fails verification or passes `cap`
+    (then it is removed). `setting` is the params key holding `source`, named in the hint given when
+    the server is unreachable. A server that stops sending stops the download after
+    `policy.read_timeout_s` (once per attempt).
     """
     path = local_path(source)
     if path is not None:
@@ -79,7 +89,7 @@ def fetch(
             raise PipelineError(f"{source}: no such file")
         return _verified(source, path, expected_sha256, None)
     partial = _Partial.for_url(source, partial_dir)
-    _download(source, partial, setting=setting, policy=policy)
+    _download(source, partial, setting=setting, cap=cap, policy=policy)
     try:
         return _verified(source, partial.data, expected_sha256, partial.record().get("size"))
     except PipelineError:
@@ -145,7 +155,7 @@ def _session(policy: HttpPolicy) -> requests.Session:
     return session
 
 
-def _download(url: str, partial: _Partial, *, setting: str, policy: HttpPolicy) -> None:
+def _download(url: str, partial: _Partial, *, setting: str, cap: Cap, policy: HttpPolicy) -> None:
     answered = False
     failure = ""
     timeout = (policy.connect_timeout_s, policy.read_timeout_s)
@@ -167,7 +177,7 @@ def _download(url: str, partial: _Partial, *, setting: str, policy: HttpPolicy) 
             answered = True
             with response:
                 try:
-                    _save(url, response, partial, offset, policy.attempts)
+                    _save(url, response, partial, offset, policy.attempts, cap)
                     return
                 except _Interrupted as error:
                     failure = str(error)
@@ -178,7 +188,7 @@ def _download(url: str, partial: _Partial, *, setting: str, policy: HttpPolicy) 
 
 
 def _save(url: str, response: requests.Response, partial: _Partial, offset: int,
-          attempts: int) -> None:
+          attempts: int, cap: Cap) -> None:
     code = response.status_code
     if code == 416:
         match = UNSATISFIED_RANGE.fullmatch(response.headers.get("Content-Range", ""))
@@ -194,18 +204,29 @@ def _save(url: str, response: requests.Response, partial: _Partial, offset: int,
     if code == 206 and first != offset:
         partial.discard()
         raise _Interrupted(f"server sent bytes from {first}, asked for {offset}; restarting")
+    over_cap = PipelineError(f"{url}: more than {cap.max_bytes / MB:.1f} MB, the cap set by {cap.name}")
+    if total is not None and total > cap.max_bytes:
+        partial.discard()
+        raise over_cap
     if code == 200 or not offset:
         partial.restart(response, total)
     with open(partial.data, "ab") as handle, tqdm(
         total=total, initial=first, desc=source_name(url), unit="B", unit_scale=True,
         unit_divisor=1024,
     ) as progress:
+        size = first
         try:
             for chunk in response.iter_content(CHUNK_BYTES):
+                size += len(chunk)
+                if size > cap.max_bytes:
+                    break
                 handle.write(chunk)
                 progress.update(len(chunk))
         except requests.RequestException as error:
             raise _Interrupted(_reason(error)) from None
+    if size > cap.max_bytes:
+        partial.discard()
+        raise over_cap
     size = partial.data.stat().st_size
     if total is not None and size != total:
         raise _Interrupted(f"got {size} of {total} bytes")

@@ -23,13 +23,16 @@ from typing import Any
 
 from dvc_objects.fs.utils import copyfile
 
-from captioner.acquire.fetching import DEFAULT_POLICY, Fetched, HttpPolicy, fetch
+from captioner.acquire.fetching import DEFAULT_POLICY, Cap, Fetched, HttpPolicy, fetch
 from captioner.core.errors import PipelineError
 from captioner.core.files import atomic_path, read_json, write_json
 from captioner.core.placed import GZIP, MANIFEST, Kind, builtin_manifest, file_manifest
-from captioner.core.sources import CHUNK_BYTES, local_path, sha256_of, source_name
+from captioner.core.sources import CHUNK_BYTES, MB, local_path, sha256_of, source_name
 
 PARTIAL = "partial"
+# The largest pretrained file fetched or unpacked: fastText's biggest .bin (cc.en.300.bin) is 7.2 GB.
+MAX_PRETRAINED_MB = 16 * 1024
+PRETRAINED_CAP = Cap(MAX_PRETRAINED_MB * MB, "captioner.acquire.pinning.MAX_PRETRAINED_MB")
 
 
 def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
@@ -70,7 +73,8 @@ def _holds(kind: Kind, name: str, sha256: str) -> bool:
 def _fetch_and_place(kind: Kind, source: str, expected_sha256: str, name: str, scratch: Path,
                      policy: HttpPolicy) -> tuple[str, str]:
     partial_dir = scratch / PARTIAL / kind.stem
-    fetched = fetch(source, expected_sha256, partial_dir, setting=kind.setting, policy=policy)
+    fetched = fetch(source, expected_sha256, partial_dir, setting=kind.setting, cap=PRETRAINED_CAP,
+                    policy=policy)
     if _holds(kind, name, fetched.sha256):
         action = "same content"
     else:
@@ -103,8 +107,15 @@ def _place(kind: Kind, name: str, fetched: Fetched, copy: bool) -> None:
 
 
 def _gunzip(fetched: Fetched, target: Path) -> None:
+    written = 0
     try:
         with gzip.open(fetched.path, "rb") as source, open(target, "wb") as output:
-            shutil.copyfileobj(source, output, CHUNK_BYTES * 16)
+            while chunk := source.read(CHUNK_BYTES * 16):
+                written += len(chunk)
+                if written > PRETRAINED_CAP.max_bytes:
+                    raise PipelineError(f"{fetched.source}: unpacks to more than "
+                                        f"{PRETRAINED_CAP.max_bytes / MB:.0f} MB, the cap set by "
+                                        f"{PRETRAINED_CAP.name}")
+                output.write(chunk)
     except (OSError, EOFError, zlib.error) as error:
         raise PipelineError(f"{fetched.source}: cannot unpack gzip: {error}") from None

@@ -1,44 +1,27 @@
-"""Safe extraction of zip and tar archives (plain, gzip, bzip2, xz) into the raw folders.
+"""Extraction of zip and tar archives into the raw folders, on the readers of
+captioner.acquire.archives (which check every member as they list it).
 
-Every member is checked before anything is written: no absolute path, no `..`, no links, devices or
-pipes. `__MACOSX/` and hidden files and folders are skipped. Images (`captioner.core.image_files`) keep
+`__MACOSX/` and hidden files and folders are skipped. Images (`captioner.core.image_files`) keep
 their path inside the archive, less the one top folder all of them share; text files (.txt, .token,
-.json, .csv) are flattened by base name, refusing two with one name. The declared size is checked
-against the cap before writing and the written size while writing, so an archive bomb is refused
-either way.
+.json, .csv) are flattened by base name, refusing two with one name, or one name that is both a file
+and a folder. The declared size is checked against the cap before writing and the written size while
+writing, so an archive bomb is refused either way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import lzma
-import stat
-import tarfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
+from captioner.acquire.archives import Member, archive_format, open_archive
 from captioner.acquire.fetching import Fetched
 from captioner.core.errors import PipelineError
 from captioner.core.image_files import is_image_name
-from captioner.core.sources import CHUNK_BYTES, MB, source_name
+from captioner.core.sources import MB
 
 TEXT_SUFFIXES = (".txt", ".token", ".json", ".csv")
-ZIP_MAGIC = b"PK\x03\x04"
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-SPECIAL_ZIP_TYPES = {stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK}
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """A regular file inside an archive: its '/'-separated path, declared size and entry."""
-
-    name: str
-    size: int
-    entry: zipfile.ZipInfo | tarfile.TarInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +34,7 @@ class Unpacked:
 
 def is_archive(fetched: Fetched) -> bool:
     """Whether a fetched file is a zip or tar archive, by its source's name or its content."""
-    return _archive_format(fetched) is not None
+    return archive_format(fetched) is not None
 
 
 def unpack_images(archive: Fetched, destination: Path, max_bytes: int) -> Unpacked:
@@ -70,29 +53,11 @@ def is_text_name(name: str) -> bool:
     return base.lower().endswith(TEXT_SUFFIXES) and not base.startswith(".")
 
 
-def _archive_format(fetched: Fetched) -> str | None:
-    name = source_name(fetched.source).lower()
-    with open(fetched.path, "rb") as handle:
-        magic = handle.read(len(ZIP_MAGIC))
-    if name.endswith(".zip") or magic == ZIP_MAGIC or zipfile.is_zipfile(fetched.path):
-        return "zip"
-    if name.endswith(TAR_SUFFIXES) or _looks_like_tar(fetched.path):
-        return "tar"
-    return None
-
-
-def _looks_like_tar(path: Path) -> bool:
-    try:
-        return tarfile.is_tarfile(path)
-    except _TarReader.errors:
-        return True  # a compressed stream cut short: opening it as a tar names the damage
-
-
 def _unpack(
     archive: Fetched, destination: Path, max_bytes: int, wanted: Callable[[str], bool],
     targets: Callable[[str, list[Member]], dict[str, Member]],
 ) -> Unpacked:
-    with contextlib.closing(_reader(archive)) as reader:
+    with contextlib.closing(open_archive(archive, max_bytes)) as reader:
         chosen = targets(archive.source, [m for m in reader.members() if _is_wanted(m, wanted)])
         declared = sum(member.size for member in chosen.values())
         if declared > max_bytes:
@@ -138,104 +103,9 @@ def _unique(source: str, pairs: list[tuple[str, Member]]) -> dict[str, Member]:
             raise PipelineError(f"{source}: members '{chosen[target].name}' and '{member.name}' "
                                 f"would both unpack to '{target}'")
         chosen[target] = member
+    folders = {str(parent) for target in chosen for parent in PurePosixPath(target).parents}
+    both = sorted(folders & chosen.keys())
+    if both:
+        raise PipelineError(f"{source}: member '{chosen[both[0]].name}' is a file, and a folder of "
+                            "other members")
     return chosen
-
-
-def check_member_name(source: str, name: str) -> None:
-    """Refuses a member path that is absolute or climbs out with `..`."""
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
-        raise PipelineError(f"{source}: member '{name}' has an absolute path")
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        raise PipelineError(f"{source}: member '{name}' escapes the archive ('..')")
-
-
-def _refuse_kind(source: str, name: str, kind: str) -> None:
-    raise PipelineError(f"{source}: member '{name}' is a {kind}")
-
-
-class _ZipReader:
-    errors = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError)
-
-    def __init__(self, archive: Fetched) -> None:
-        self.source = archive.source
-        try:
-            self.zipped = zipfile.ZipFile(archive.path)
-        except zipfile.BadZipFile:
-            with open(archive.path, "rb") as handle:
-                looks_like_zip = handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC
-            problem = "truncated or damaged zip archive" if looks_like_zip else "not a zip archive"
-            raise PipelineError(f"{archive.source}: {problem}") from None
-
-    def members(self) -> list[Member]:
-        found = []
-        for info in self.zipped.infolist():
-            check_member_name(self.source, info.filename)
-            kind = stat.S_IFMT(info.external_attr >> 16)
-            if kind == stat.S_IFLNK:
-                _refuse_kind(self.source, info.filename, "symbolic link")
-            if kind in SPECIAL_ZIP_TYPES:
-                _refuse_kind(self.source, info.filename, "device, pipe or socket")
-            if not info.is_dir():
-                found.append(Member(info.filename.replace("\\", "/"), info.file_size, info))
-        return found
-
-    def read(self, member: Member) -> Iterator[bytes]:
-        return _chunks(self.source, member, lambda: self.zipped.open(member.entry), self.errors)
-
-    def close(self) -> None:
-        self.zipped.close()
-
-
-class _TarReader:
-    errors = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
-
-    def __init__(self, archive: Fetched) -> None:
-        self.source = archive.source
-        try:
-            self.tar = tarfile.open(archive.path, "r:*")
-        except tarfile.TarError:
-            raise PipelineError(f"{archive.source}: not a zip or tar archive") from None
-        except self.errors as error:
-            raise PipelineError(f"{archive.source}: truncated or damaged tar archive: {error}") from None
-
-    def members(self) -> list[Member]:
-        try:
-            entries = self.tar.getmembers()
-        except self.errors as error:
-            raise PipelineError(f"{self.source}: truncated or damaged tar archive: {error}") from None
-        found = []
-        for info in entries:
-            check_member_name(self.source, info.name)
-            if info.issym() or info.islnk():
-                _refuse_kind(self.source, info.name, "symbolic link" if info.issym() else "hard link")
-            if info.ischr() or info.isblk() or info.isfifo():
-                _refuse_kind(self.source, info.name, "device or pipe")
-            if info.isfile():
-                found.append(Member(info.name, info.size, info))
-        return found
-
-    def read(self, member: Member) -> Iterator[bytes]:
-        return _chunks(self.source, member, lambda: self.tar.extractfile(member.entry), self.errors)
-
-    def close(self) -> None:
-        self.tar.close()
-
-
-def _chunks(
-    source: str, member: Member, opener: Callable[[], IO[bytes] | None],
-    errors: tuple[type[BaseException], ...],
-) -> Iterator[bytes]:
-    """The member's bytes; a read error names the member (errors of the consumer pass through)."""
-    try:
-        with opener() as stream:
-            while chunk := stream.read(CHUNK_BYTES):
-                yield chunk
-    except errors as error:
-        raise PipelineError(f"{source}: damaged member '{member.name}': {error}") from None
-
-
-def _reader(archive: Fetched) -> _ZipReader | _TarReader:
-    kind = _archive_format(archive)
-    if kind is None:
-        raise PipelineError(f"{archive.source}: not a zip or tar archive")
-    return _ZipReader(archive) if kind == "zip" else _TarReader(archive)
