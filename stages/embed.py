@@ -8,7 +8,7 @@ from captioner.core import quiet_start
 quiet_start.install()
 
 from captioner.core import params
-from captioner.core.errors import PipelineError, run_stage
+from captioner.core.errors import run_stage
 from captioner.core.files import atomic_path, read_json, read_jsonl, write_json, write_npy
 from captioner.core.paths import EMBED_RECORD, EMBEDDINGS, EMBEDDINGS_DIR, VOCABULARY, split_file
 from captioner.core.placed import VECTORS, read_placed
@@ -26,10 +26,7 @@ def main() -> None:
         model = train_fasttext(sentences, config.dim, config.epoch, config.minn, config.maxn)
         matrix, coverage = matrix_from_model(model, vocabulary, config.seed)
     else:
-        matrix, coverage = matrix_from_file(vectors.path, vocabulary, config.seed)
-        if matrix.shape[1] != config.dim:
-            raise PipelineError(f"{vectors.path}: vectors have {matrix.shape[1]} dimensions but "
-                                f"embed.dim is {config.dim}")
+        matrix, coverage = matrix_from_file(vectors.path, vocabulary, config.seed, config.dim)
     with atomic_path(EMBEDDINGS_DIR) as folder:
         folder.mkdir()
         write_npy(folder / EMBEDDINGS.name, matrix)

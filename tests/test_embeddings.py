@@ -46,7 +46,7 @@ def test_trained_fasttext_matrix_is_repeatable_with_zero_padding():
 def test_vec_streaming_keeps_vocabulary_rows(tmp_path, name):
     vectors = {word: np.asarray(values, np.float32) for word, values in
                [("dog", [1, 2, 3]), ("horse", [9, 9, 9]), ("cat", [4, 5, 6]), ("running", [7, 7, 7])]}
-    matrix, coverage = matrix_from_file(write_vec(tmp_path / name, vectors), VOCABULARY, seed=0)
+    matrix, coverage = matrix_from_file(write_vec(tmp_path / name, vectors), VOCABULARY, seed=0, dim=3)
     np.testing.assert_array_equal(matrix[4], [1, 2, 3])
     np.testing.assert_array_equal(matrix[5], [4, 5, 6])
     assert coverage == pytest.approx(2 / 3)
@@ -57,7 +57,7 @@ def test_vec_with_a_ragged_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.vec"
     path.write_text("dog 1 2 3\ncat 4 5\n")
     with pytest.raises(PipelineError, match=r"bad.vec: line 2 has 2 values, expected 3"):
-        matrix_from_vec(path, VOCABULARY, seed=0)
+        matrix_from_vec(path, VOCABULARY, seed=0, dim=3)
 
 
 def test_a_zip_without_a_vec_member_is_named(tmp_path):
@@ -65,13 +65,13 @@ def test_a_zip_without_a_vec_member_is_named(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("vectors.txt", "dog 1 2 3\n")
     with pytest.raises(PipelineError, match=r"vectors.zip: the zip archive holds no .vec file"):
-        matrix_from_vec(path, VOCABULARY, seed=0)
+        matrix_from_vec(path, VOCABULARY, seed=0, dim=3)
 
 
 def test_bin_matrix_has_fasttext_s_vectors_and_dictionary_coverage(tmp_path):
     model = train_bin(tmp_path / "model.bin")
     vocabulary = VOCABULARY[:4] + ["dog", "cat", "unseen"]
-    matrix, coverage = matrix_from_file(tmp_path / "model.bin", vocabulary, seed=0)
+    matrix, coverage = matrix_from_file(tmp_path / "model.bin", vocabulary, seed=0, dim=8)
     assert coverage == pytest.approx(2 / 3)
     assert not matrix[0].any()
     for index, word in enumerate(vocabulary[4:], start=4):

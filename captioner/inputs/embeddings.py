@@ -1,17 +1,21 @@
 """Word embeddings for the vocabulary: fastText trained on the captions, or pretrained vectors.
 
 Pretrained vectors are read without holding the file in memory: `.vec` text line by line (plain,
-gzip-compressed or the `.vec` member of a zip archive, streamed), keeping the vocabulary's rows
-only; a fastText `.bin` model through captioner.inputs.fasttext_bin (memory-mapped), which also gives
-words outside its dictionary a vector from their character n-grams.
+gzip-compressed or the `.vec` member of a zip archive, streamed; a line over MAX_LINE_CHARS is
+refused), keeping the vocabulary's rows only; a fastText `.bin` model through
+captioner.inputs.fasttext_bin (memory-mapped), which also gives words outside its dictionary a
+vector from their character n-grams. The file's dimension is checked against `embed.dim` before
+anything is allocated, and a value that is not finite (NaN, inf) is refused.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from captioner.inputs.fasttext_bin import FastTextBin
 # fastText hashes character n-grams into this many rows; its default (2M rows) costs
 # 2.4 GB at 300 dimensions, far more than a caption corpus of a few thousand words needs.
 NGRAM_BUCKETS = 200_000
+# The longest `.vec` line read: a word and its values (300 of them take about 3,000 characters).
+MAX_LINE_CHARS = 1 << 20
 
 
 def train_fasttext(
@@ -54,10 +60,20 @@ def matrix_from_model(
                           vocabulary, seed)
 
 
-def matrix_from_bin(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
-    """As matrix_from_model, from a fastText `.bin` model file read memory-mapped."""
+def matrix_from_bin(path: Path, vocabulary: Sequence[str], seed: int,
+                    dim: int) -> tuple[np.ndarray, float]:
+    """As matrix_from_model, from a fastText `.bin` model file of dimension `dim`, memory-mapped."""
     model = FastTextBin(path, vocabulary[len(SPECIAL_TOKENS):])
-    return _from_subwords(model.vector, model.in_dictionary, model.dim, vocabulary, seed)
+    _check_dim(path, model.dim, dim)
+    matrix, coverage = _from_subwords(model.vector, model.in_dictionary, model.dim, vocabulary, seed)
+    if not np.isfinite(matrix).all():
+        raise PipelineError(f"{path}: a vocabulary word's vector holds a value that is not finite")
+    return matrix, coverage
+
+
+def _check_dim(path: Path, found: int, dim: int) -> None:
+    if found != dim:
+        raise PipelineError(f"{path}: vectors have {found} dimensions but embed.dim is {dim}")
 
 
 def _from_subwords(
@@ -74,54 +90,68 @@ def _open_text(path: Path) -> Iterator[str]:
     """Lines of a `.vec` file, plain, gzip-compressed or the first member of a zip archive."""
     if path.suffix == ".gz":
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-            yield from handle
+            yield from _bounded_lines(path, handle)
     elif path.suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
             members = [n for n in archive.namelist() if n.endswith(".vec")]
             if not members:
                 raise PipelineError(f"{path}: the zip archive holds no .vec file")
             with archive.open(members[0]) as raw:
-                yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+                yield from _bounded_lines(path, io.TextIOWrapper(raw, encoding="utf-8", errors="replace"))
     else:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            yield from handle
+            yield from _bounded_lines(path, handle)
 
 
-def matrix_from_vec(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
-    """Streams a `.vec` text file keeping only vocabulary rows; returns the matrix and coverage.
+def _bounded_lines(path: Path, handle: io.TextIOBase) -> Iterator[str]:
+    number = 0
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise PipelineError(f"{path}: line {number} is over {MAX_LINE_CHARS} characters")
+        yield line
+
+
+def matrix_from_vec(path: Path, vocabulary: Sequence[str], seed: int,
+                    dim: int) -> tuple[np.ndarray, float]:
+    """Streams a `.vec` text file of dimension `dim` keeping only vocabulary rows; returns the matrix
+    and coverage.
 
     Words missing from the file get seeded random vectors, like the special tokens.
     """
     wanted = set(vocabulary[len(SPECIAL_TOKENS):])
     rows: dict[str, np.ndarray] = {}
-    dim = None
     try:
         for line_number, line in enumerate(_open_text(path), start=1):
             word, _, values = line.rstrip().partition(" ")
-            if line_number == 1 and word.isdigit() and values.isdigit():
-                dim = int(values)  # the "count dim" header line
-                continue
             width = values.count(" ") + 1 if values else 0  # without splitting unwanted lines
-            if dim is None:
-                dim = width
+            if line_number == 1:
+                header = word.isdigit() and values.isdigit()  # the "count dim" line
+                _check_dim(path, int(values) if header else width, dim)
+                if header:
+                    continue
             if width != dim:
                 raise PipelineError(f"{path}: line {line_number} has {width} values, expected {dim}")
             if word in wanted and word not in rows:
                 rows[word] = np.asarray(values.split(" "), dtype=np.float32)
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+                if not np.isfinite(rows[word]).all():
+                    raise PipelineError(f"{path}: line {line_number} holds a value that is not finite")
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, RuntimeError) as error:
         raise PipelineError(f"{path}: cannot read word vectors: {error}") from None
     except ValueError as error:
         raise PipelineError(f"{path}: not a word-vector text file: {error}") from None
-    if dim is None or not rows:
+    if not rows:
         raise PipelineError(f"{path}: no vectors for any vocabulary word")
     return _assemble(vocabulary, rows, dim, seed), len(rows) / max(len(wanted), 1)
 
 
-def matrix_from_file(path: Path, vocabulary: Sequence[str], seed: int) -> tuple[np.ndarray, float]:
-    """Builds the matrix from pretrained vectors: a fastText `.bin` model or `.vec` text."""
+def matrix_from_file(path: Path, vocabulary: Sequence[str], seed: int,
+                     dim: int) -> tuple[np.ndarray, float]:
+    """Builds the matrix from pretrained vectors of dimension `dim`: a fastText `.bin` model or
+    `.vec` text."""
     if path.suffix == ".bin":
-        return matrix_from_bin(path, vocabulary, seed)
-    return matrix_from_vec(path, vocabulary, seed)
+        return matrix_from_bin(path, vocabulary, seed, dim)
+    return matrix_from_vec(path, vocabulary, seed, dim)
 
 
 def _assemble(

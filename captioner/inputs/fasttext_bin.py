@@ -33,6 +33,7 @@ DICTIONARY_HEADER = struct.Struct("<3i2q")
 ENTRY_TAIL = 9  # count (int64) and type (int8) after a word's NUL
 PRUNE_PAIR_BYTES = 8  # int32 bucket, int32 row: only quantized models have them
 MATRIX_HEADER = struct.Struct("<2q")
+MAX_NGRAM = 64  # longer character n-grams than any fastText model uses
 FNV_OFFSET = 2166136261
 FNV_PRIME = 16777619
 
@@ -77,6 +78,8 @@ class FastTextBin:
                 offset = self._read_header(view)
                 offset, self._word_ids = self._read_dictionary(view, offset, words)
                 rows, columns, offset = self._read_matrix_header(view, offset)
+        except IndexError:
+            raise self._fail("the file ends inside its header or dictionary") from None
         except (ValueError, struct.error, OSError) as error:
             raise PipelineError(f"{path}: cannot read the fastText model: {error}") from None
         self._rows = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(rows, columns))
@@ -94,12 +97,18 @@ class FastTextBin:
         self.dim, model, self.bucket, self.minn, self.maxn = args[0], args[7], args[8], args[9], args[10]
         if version == 11 and model == SUPERVISED:
             self.maxn = 0  # as fastText does: old supervised models had no character n-grams
+        if self.dim <= 0 or self.bucket < 0 or self.minn < 0 or not 0 <= self.maxn <= MAX_NGRAM:
+            raise self._fail(f"impossible settings (dim {self.dim}, bucket {self.bucket}, "
+                             f"n-grams {self.minn} to {self.maxn})")
         return HEADER.size
 
     def _read_dictionary(
         self, view: mmap.mmap, offset: int, words: Collection[str]
     ) -> tuple[int, dict[str, int]]:
         size, self.nwords, _, _, prune_pairs = DICTIONARY_HEADER.unpack_from(view, offset)
+        if not 0 <= self.nwords <= size or prune_pairs * PRUNE_PAIR_BYTES > len(view):
+            raise self._fail(f"impossible dictionary counts ({size} entries, {self.nwords} words, "
+                             f"{prune_pairs} pruned rows)")
         offset += DICTIONARY_HEADER.size
         wanted = {word.encode(): word for word in words}
         found = {}
@@ -118,7 +127,7 @@ class FastTextBin:
             raise self._fail("quantized models (.ftz) are not supported")
         rows, columns = MATRIX_HEADER.unpack_from(view, offset + 1)
         offset += 1 + MATRIX_HEADER.size
-        if columns != self.dim or rows < self.nwords:
+        if columns != self.dim or not self.nwords <= rows <= self.nwords + self.bucket:
             raise self._fail(f"input matrix is {rows} x {columns} for {self.nwords} words of "
                              f"dimension {self.dim}")
         if offset + rows * columns * 4 > len(view):
