@@ -7,9 +7,6 @@ from __future__ import annotations
 import bz2
 import io
 import os
-import resource
-import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -19,14 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.archives import make_tar, make_zip
-from tests.helpers.project import ROOT, environment, set_params
+from tests.helpers.bounded import MB, one_error, run_bounded
+from tests.helpers.project import ROOT, set_params
 
-MB = 1024 * 1024
 TOKENS = b"1.jpg#0\ta dog .\n"
-# Bounds for one run of the download stage on these tiny inputs: the defects they guard against
-# took gigabytes, or never ended.
-MEMORY_MB = 1024
-SECONDS = 60
 
 
 def project(tmp_path: Path, images: Path | str, max_unpacked_mb: int = 100) -> Path:
@@ -39,18 +32,9 @@ def project(tmp_path: Path, images: Path | str, max_unpacked_mb: int = 100) -> P
     return folder
 
 
-def limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_MB * MB, MEMORY_MB * MB))
-
-
 def stage_error(folder: Path) -> str:
-    """Runs the download stage within the bounds; its one error line (beside progress bars)."""
-    result = subprocess.run([sys.executable, "-m", "stages.download"], cwd=folder,
-                            env={**environment(), "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=SECONDS, preexec_fn=limit_memory)
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    """Runs the download stage within the bounds; its one error line. It leaves no raw images."""
+    line = one_error(run_bounded(["-m", "stages.download"], cwd=folder))
     assert not (folder / "data/raw/images").exists()
     return line
 

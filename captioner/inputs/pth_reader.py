@@ -4,6 +4,10 @@ The legacy format is five pickles in a row (magic number, protocol version, syst
 state dict with tensors pointing at storages by key, the list of storage keys) followed by the raw
 storages, each an int64 element count and its little-endian bytes. The unpickler resolves only the
 few names a state dict of tensors needs, so no torch install is required and no pickled code runs.
+Every unpickled value is type-checked before it is used, so nothing a crafted file nests (shared
+tuples whose hash, comparison or repr doubles in cost with each level) is hashed, compared or
+printed; a tensor must lie inside its storage without repeating its elements (no zero stride) and
+hold at most MAX_TENSOR_ELEMENTS.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ STORAGE_DTYPES = {
     "ByteStorage": np.dtype("u1"),
     "BoolStorage": np.dtype("?"),
 }
+# The most elements one tensor may hold: 1 GiB of float32, over a hundred times the largest
+# EfficientNet-Lite or ResNet-50 tensor.
+MAX_TENSOR_ELEMENTS = 1 << 28
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +61,17 @@ def _rebuild_tensor_v2(storage: _StorageRef, offset: int, shape: tuple[int, ...]
     """Stands in for torch._utils._rebuild_tensor_v2 (requires_grad and hooks are ignored)."""
     if not isinstance(storage, _StorageRef):
         raise pickle.UnpicklingError("tensor without a storage")
-    return _TensorRef(storage, int(offset), tuple(shape), tuple(stride))
+    if not (_is_int(offset) and _are_ints(shape) and _are_ints(stride) and len(shape) == len(stride)):
+        raise pickle.UnpicklingError("tensor with a malformed offset, shape or stride")
+    return _TensorRef(storage, offset, shape, stride)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _are_ints(values: Any) -> bool:
+    return type(values) is tuple and all(type(value) is int for value in values)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -70,12 +87,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
+        if not (type(pid) is tuple and len(pid) == 6 and type(pid[0]) is str and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id (a {type(pid).__name__})")
         _, dtype, key, _location, numel, view = pid
         if not isinstance(dtype, np.dtype) or view is not None:
             raise pickle.UnpicklingError("unsupported storage (views of storages are not supported)")
-        return _StorageRef(str(key), dtype, int(numel))
+        if type(key) is not str or not _is_int(numel) or numel < 0:
+            raise pickle.UnpicklingError("storage with a malformed key or size")
+        return _StorageRef(key, dtype, numel)
 
 
 def _load_pickle(handle: BinaryIO) -> Any:
@@ -94,7 +113,7 @@ def _read_header(handle: BinaryIO) -> None:
 
 def _read_storages(handle: BinaryIO, refs: dict[str, _StorageRef]) -> dict[str, np.ndarray]:
     keys = _load_pickle(handle)
-    if not isinstance(keys, list) or set(keys) != set(refs):
+    if type(keys) is not list or not all(type(key) is str for key in keys) or set(keys) != set(refs):
         raise pickle.UnpicklingError("storage key list does not match the tensors")
     storages = {}
     for key in keys:
@@ -115,11 +134,19 @@ def _read_exactly(handle: BinaryIO, size: int) -> bytes:
 
 
 def _materialize(tensor: _TensorRef, storage: np.ndarray) -> np.ndarray:
-    if any(size == 0 for size in tensor.shape):
+    if min(tensor.shape, default=1) < 0:
+        raise pickle.UnpicklingError("tensor with a negative size")
+    elements = int(np.prod(tensor.shape, dtype=object))
+    if elements > min(storage.size, MAX_TENSOR_ELEMENTS):
+        raise pickle.UnpicklingError(f"tensor of {elements} elements in a storage of {storage.size}"
+                                     f" (at most {MAX_TENSOR_ELEMENTS})")
+    if elements == 0:
         return np.zeros(tensor.shape, dtype=storage.dtype)
-    steps = zip(tensor.shape, tensor.stride, strict=True)
-    last = tensor.offset + sum((size - 1) * step for size, step in steps)
-    if tensor.offset < 0 or min(tensor.stride, default=0) < 0 or last >= storage.size:
+    if any(step <= 0 and size > 1 for size, step in zip(tensor.shape, tensor.stride, strict=True)):
+        raise pickle.UnpicklingError("tensor repeats or reverses its storage (a stride below 1)")
+    last = tensor.offset + sum((size - 1) * step for size, step in zip(tensor.shape, tensor.stride,
+                                                                        strict=True))
+    if tensor.offset < 0 or last >= storage.size:
         raise pickle.UnpicklingError("tensor reaches outside its storage")
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
@@ -133,7 +160,8 @@ def read_state_dict(handle: BinaryIO) -> dict[str, np.ndarray]:
     """Parses a legacy .pth stream into {parameter name: array}; raises UnpicklingError if malformed."""
     _read_header(handle)
     state = _load_pickle(handle)
-    if not isinstance(state, dict) or not all(isinstance(v, _TensorRef) for v in state.values()):
+    if not isinstance(state, dict) or not all(type(name) is str and isinstance(tensor, _TensorRef)
+                                              for name, tensor in state.items()):
         raise pickle.UnpicklingError("not a state dict of tensors")
     storages = _read_storages(handle, {t.storage.key: t.storage for t in state.values()})
     return {name: _materialize(t, storages[t.storage.key]) for name, t in state.items()}
