@@ -23,6 +23,8 @@ import ijson
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
 
+# The deepest JSON a captions file may nest: Karpathy's and COCO's files nest four levels.
+MAX_JSON_DEPTH = 64
 SPLITS = ("train", "val", "test")
 
 
@@ -157,7 +159,8 @@ def json_items(path: CaptionFile, prefix: str) -> Iterator[tuple[int, Any]]:
     count = 0
     try:
         with open(path, "rb") as handle:
-            for count, item in enumerate(ijson.items(handle, prefix, use_float=True), start=1):
+            events = _depth_bounded(path, ijson.parse(handle, use_float=True))
+            for count, item in enumerate(ijson.items(events, prefix), start=1):
                 yield count - 1, item
     except OSError as error:
         raise PipelineError(f"{path}: cannot read: {error.strerror}") from None
@@ -166,6 +169,21 @@ def json_items(path: CaptionFile, prefix: str) -> Iterator[tuple[int, Any]]:
     if not count:
         key = prefix.replace(".item", "[]")
         raise PipelineError(f"{path}: no {key} entries (missing or empty key)")
+
+
+def _depth_bounded(path: CaptionFile, events: Iterator[tuple[str, str, Any]]
+                   ) -> Iterator[tuple[str, str, Any]]:
+    """Passes ijson's parse events on, refusing nesting over MAX_JSON_DEPTH: each event carries its
+    path from the root, so a deep file costs the square of its depth."""
+    depth = 0
+    for prefix, event, value in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise PipelineError(f"{path}: JSON nested over {MAX_JSON_DEPTH} levels deep")
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+        yield prefix, event, value
 
 
 def _first_line(error: ijson.JSONError) -> str:

@@ -49,7 +49,10 @@ def _entries(path: CaptionFile, skips: Skips) -> Iterator[Entry]:
         raise PipelineError(f"{path}: cannot read: {error.strerror}") from None
     with handle:
         rows = csv.reader(handle)
-        header = next(rows, None)
+        try:
+            header = next(rows, None)
+        except csv.Error as error:
+            raise PipelineError(f"{where(path, 1)}: {error}") from None
         columns = _columns(path, header)
         image_column, caption_column = columns["image"], columns["caption"]
         split_column = columns.get("split")
