@@ -14,6 +14,7 @@ import yaml
 
 from captioner.core import params
 from captioner.core.errors import PipelineError
+from tests.helpers.bounded import one_error, run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,3 +115,35 @@ def test_stages_reject_bad_params_before_any_work(tmp_path, monkeypatch, stage, 
 
 def test_integers_are_accepted_for_floats(tmp_path):
     assert load_with(tmp_path, "train", {"learning_rate": 1}).learning_rate == 1.0
+
+
+# Loads the train section of the params file given, as every stage does first.
+LOAD = """
+import sys
+from pathlib import Path
+from captioner.core import params
+from captioner.core.errors import run_stage
+run_stage(lambda: params.load(params.TrainParams, Path(sys.argv[1])))
+"""
+LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{chr(98 + level)}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]\n"
+    for level in range(8))
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (LAUGHS, "not valid YAML: aliases (*name) are not allowed (line 2, column 8)"),
+    ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", "not valid YAML: nested over 32 levels (line 1, column 35)"),
+    (b"train: {}\n# \xff\n", "not UTF-8 text (byte 12)"),
+], ids=["nested_aliases", "deep", "not_utf8"])
+def test_a_hostile_params_file_is_one_line_within_bounds(tmp_path, text, problem):
+    path = tmp_path / "params.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    assert one_error(run_bounded(["-c", LOAD, str(path)], seconds=20)) == f"error: {path}: {problem}"
+
+
+def test_a_huge_integer_where_a_number_goes_is_refused(tmp_path):
+    with pytest.raises(PipelineError, match=r"train.learning_rate: must be a number, got 1000"):
+        load_with(tmp_path, "train", {"learning_rate": 10**400})

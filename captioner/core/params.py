@@ -15,12 +15,12 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-import yaml
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
 from captioner.core.errors import PipelineError
 from captioner.core.paths import PARAMS_FILE
+from captioner.core.yaml_file import read_yaml
 
 Backbone = Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50"]
 # tokenize.format: `auto` or one of the modules of captioner.captions.formats.
@@ -230,10 +230,7 @@ def parse(section_class: type[Section], name: str, raw: Any) -> Section:
 def load(section_class: type[Section], path: Path = PARAMS_FILE) -> Section:
     """Reads params.yaml and returns the validated section of the given class."""
     name = next(key for key, value in SECTIONS.items() if value is section_class)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise PipelineError(f"{path}: cannot read params: {error}") from None
+    document = read_yaml(path)
     if name not in document:
         raise PipelineError(f"{path}: missing section '{name}'")
     return parse(section_class, name, document[name])
