@@ -9,6 +9,7 @@ quiet_start.install()
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,16 @@ def image_paths(arguments: list[str]) -> list[Path]:
         else:
             paths.append(argument)
     return paths
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name read from the file system decodes as UTF-8 (Python keeps undecodable bytes
+    as lone surrogates, which TensorFlow and the terminal cannot take)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Images decoded together outside a project, where no evaluate params say; it changes only speed.
@@ -72,6 +83,8 @@ def predict(arguments: argparse.Namespace) -> int:
     trained = load_model(arguments.model)
     extractor = model_extractor(trained, arguments.model)
     paths = image_paths(arguments.images)
+    misnamed = [path for path in paths if not is_utf8(str(path))]
+    paths = [path for path in paths if path not in misnamed]
     missing = [path for path in paths if not path.is_file()]
     extraction = extractor.extract([path for path in paths if path.is_file()])
     captions = Decoder.from_model(trained.model).caption_ids(
@@ -79,6 +92,9 @@ def predict(arguments: argparse.Namespace) -> int:
         settings.batch_size)
     results = [{"image": str(path), "caption": decode(ids, trained.vocabulary)}
                for path, ids in zip(extraction.paths, captions, strict=True)]
+    for path in misnamed:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        print(f"error: {shown}: the file name is not UTF-8; rename it", file=sys.stderr)
     for path in missing:
         print(f"error: {path}: no such file", file=sys.stderr)
     for path, reason in extraction.bad:
@@ -88,7 +104,7 @@ def predict(arguments: argparse.Namespace) -> int:
     else:
         for result in results:
             print(f"{result['image']}\t{result['caption']}")
-    return 1 if missing or extraction.bad else 0
+    return 1 if misnamed or missing or extraction.bad else 0
 
 
 def main() -> None:

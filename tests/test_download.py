@@ -25,7 +25,7 @@ from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
 from captioner.core.params import DownloadParams
 from captioner.core.paths import DOWNLOAD_RECORD, RAW_TEXT_SOURCE
-from captioner.core.sources import local_path
+from captioner.core.sources import local_path, source_name
 from tests.helpers.archives import files_under, fingerprint, make_tar, make_zip
 from tests.helpers.http_server import Request, serve_directory, validators
 from tests.helpers.project import ROOT, SAMPLE, copy_project, dvc, run, set_params
@@ -533,3 +533,11 @@ def test_dvc_never_changes_the_users_folder(tmp_path):
     assert not (project / "data/raw/images").exists()  # DVC removed its outputs, not the partials
     assert partial.read_text() == "unfinished"
     assert {**fingerprint(folder), "captions": captions.read_bytes()} == original
+
+
+@pytest.mark.parametrize(("source", "name"), [
+    ("https://host/data/captions.csv", "captions.csv"), ("https://host/data/..", "download"),
+    ("https://host/", "download"), ("/data/captions.csv/..", "download"),
+])
+def test_a_source_s_file_name_is_its_last_part_unless_that_names_no_file(source, name):
+    assert source_name(source) == name

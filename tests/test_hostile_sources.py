@@ -151,3 +151,10 @@ def test_a_member_that_is_both_a_file_and_a_folder_is_refused(tmp_path):
     archive = make_zip(tmp_path / "images.zip", {"a.jpg": b"a", "a.jpg/b.jpg": b"b"})
     assert stage_error(project(tmp_path, archive)) == \
         f"error: {archive}: member 'a.jpg' is a file, and a folder of other members"
+
+
+
+def test_a_tar_member_name_that_is_not_utf8_is_refused(tmp_path):
+    archive = make_tar(tmp_path / "images.tar", {os.fsdecode(b"a\xff.jpg"): b"a"})
+    assert stage_error(project(tmp_path, archive)) == \
+        f"error: {archive}: member 'a\\xff.jpg' has a name that is not UTF-8"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -103,3 +104,15 @@ def test_non_image_files_in_a_folder_are_reported_and_the_rest_captioned(
     assert [line.split("\t")[0] for line in output] == \
         [str(photos / "photo_0.jpg"), str(photos / "photo_1.jpg")]
     assert errors == [f"error: {photos / 'notes.txt'}: not an image Pillow can read"]
+
+
+def test_a_file_name_that_is_not_utf8_is_one_line_and_the_rest_captioned(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(photos / "good.jpg")
+    (photos / os.fsdecode(b"bad\xff.jpg")).write_bytes((photos / "good.jpg").read_bytes())
+    code, output, errors = predict(monkeypatch, capsys, str(photos), "--model", str(model))
+    assert code == 1
+    assert [line.split("\t")[0] for line in output] == [str(photos / "good.jpg")]
+    assert errors == [f"error: {photos}/bad\\xff.jpg: the file name is not UTF-8; rename it"]

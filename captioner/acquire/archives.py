@@ -80,6 +80,11 @@ def check_member_name(source: str, name: str) -> None:
     system takes."""
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         raise PipelineError(f"{source}: member '{name}' has an absolute path")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise PipelineError(f"{source}: member '{shown}' has a name that is not UTF-8") from None
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if ".." in parts:
         raise PipelineError(f"{source}: member '{name}' escapes the archive ('..')")

@@ -16,8 +16,10 @@ CHUNK_BYTES = 64 * 1024
 
 
 def source_name(source: str) -> str:
-    """The file name a source ends in (its URL path's or its path's last part)."""
-    return PurePosixPath(urllib.parse.urlparse(source).path).name or "download"
+    """The file name a source ends in (its URL path's or its path's last part), or `download` when
+    that is no file name (empty, or `..`)."""
+    name = PurePosixPath(urllib.parse.urlparse(source).path).name
+    return name if name not in ("", "..") else "download"
 
 
 def local_path(source: str) -> Path | None:
