@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.archives import make_tar, make_zip
+from tests.helpers.archives import make_tar, make_zip, patched_zip
 from tests.helpers.bounded import MB, one_error, run_bounded
 from tests.helpers.project import ROOT, set_params
 
@@ -107,21 +107,12 @@ def test_the_members_of_a_tar_are_listed_only_up_to_the_cap(tmp_path):
         f"error: {archive}: its members declare more than 1.0 MB, over download.max_unpacked_mb")
 
 
-def patched_zip(path: Path, offset_in_central_header: int, value: bytes) -> Path:
-    """A one-member zip whose central directory entry has `value` at the given offset."""
-    data = bytearray(make_zip(path, {"a.jpg": b"a" * 100}).read_bytes())
-    central = data.index(b"PK\x01\x02")
-    data[central + offset_in_central_header:central + offset_in_central_header + len(value)] = value
-    path.write_bytes(bytes(data))
-    return path
-
-
 @pytest.mark.parametrize(("offset", "value", "problem"), [
     (8, b"\x01\x00", "member 'a.jpg' is encrypted"),
     (10, b"\x63\x00", "member 'a.jpg' uses compression method 99, which Python's zipfile cannot read"),
 ], ids=["encrypted", "unknown_method"])
 def test_a_zip_member_zipfile_cannot_read_is_refused(tmp_path, offset, value, problem):
-    archive = patched_zip(tmp_path / "images.zip", offset, value)
+    archive = patched_zip(tmp_path / "images.zip", {"a.jpg": b"a" * 100}, offset, value)
     assert stage_error(project(tmp_path, archive)) == f"error: {archive}: {problem}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.archives import patched_zip
 from tests.helpers.bounded import MB, one_error, run_bounded
 from tests.helpers.vectors import train_bin
 
@@ -100,3 +101,12 @@ def test_a_damaged_fasttext_bin_is_named(tmp_path, model_bytes, case):
     path = tmp_path / "vectors.bin"
     path.write_bytes(bytes(data))
     assert read_error(path) == f"error: {path}: not a readable fastText .bin model: {problem}"
+
+
+@pytest.mark.parametrize(("offset", "value", "problem"), [
+    (8, b"\x01\x00", "File 'wiki.vec' is encrypted, password required for extraction"),
+    (10, b"\x63\x00", "That compression method is not supported"),
+], ids=["encrypted", "unknown_method"])
+def test_a_vec_zip_member_zipfile_cannot_read_is_named(tmp_path, offset, value, problem):
+    path = patched_zip(tmp_path / "vectors.zip", {"wiki.vec": b"dog 1 2 3\n"}, offset, value)
+    assert read_error(path) == f"error: {path}: cannot read word vectors: {problem}"

@@ -39,3 +39,13 @@ def fingerprint(folder: Path) -> dict[str, tuple]:
                                                p.stat().st_mode, p.stat().st_mtime_ns,
                                                p.stat().st_ino, p.stat().st_nlink)
             for p in sorted(folder.rglob("*"))}
+
+
+def patched_zip(path: Path, members: dict[str, bytes], offset: int, value: bytes) -> Path:
+    """A zip of `members` whose first central directory entry has `value` at `offset` (8: the
+    flags, 10: the compression method)."""
+    data = bytearray(make_zip(path, members).read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + offset:central + offset + len(value)] = value
+    path.write_bytes(bytes(data))
+    return path
