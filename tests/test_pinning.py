@@ -3,18 +3,20 @@ cheaply on later runs, and replaced only when their content changes."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 
 import numpy as np
 import pytest
 
-from captioner.acquire.fetching import HttpPolicy
+from captioner.acquire import pinning
+from captioner.acquire.fetching import Cap, HttpPolicy
 from captioner.acquire.pinning import bring
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, write_json
 from captioner.core.placed import MANIFEST, VECTORS, WEIGHTS, read_placed
-from captioner.core.sources import sha256_of
+from captioner.core.sources import MB, sha256_of
 from captioner.inputs.embeddings import matrix_from_file
 from tests.helpers.http_server import serve_directory
 from tests.helpers.vectors import random_vectors, train_bin, write_vec
@@ -171,3 +173,15 @@ def test_a_folder_that_disagrees_with_its_manifest_in_git_is_refused(tmp_path):
     with pytest.raises(PipelineError, match=r"^data/pretrained/weights: holds other content than "
                                             r"data/pretrained/weights.json names; run `dvc checkout`"):
         read_placed(WEIGHTS)
+
+
+def test_a_gz_that_unpacks_past_the_pretrained_cap_is_refused_and_places_nothing(tmp_path,
+                                                                                monkeypatch):
+    path = tmp_path / "project/cc.bin.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(bytes(3 * MB))
+    monkeypatch.setattr(pinning, "PRETRAINED_CAP", Cap(MB, "a test's 1 MB cap"))
+    with pytest.raises(PipelineError) as caught:
+        bring(VECTORS, str(path), "", tmp_path / "scratch")
+    assert str(caught.value) == f"{path}: unpacks to more than 1 MB, the cap set by a test's 1 MB cap"
+    assert not VECTORS.folder.exists()
