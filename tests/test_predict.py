@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,20 @@ def test_a_file_name_that_is_not_utf8_is_one_line_and_the_rest_captioned(tmp_pat
     assert code == 1
     assert [line.split("\t")[0] for line in output] == [str(photos / "good.jpg")]
     assert errors == [f"error: {photos}/bad\\xff.jpg: the file name is not UTF-8; rename it"]
+
+
+def test_a_model_whose_config_names_an_unknown_class_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "good").mkdir()
+    model = saved_model(tmp_path / "good")
+    crafted = tmp_path / "model.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(crafted, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                data = data.replace(b'"class_name": "GRU"', b'"class_name": "NoSuchLayer"')
+            target.writestr(item, data)
+    model_info_path(crafted).write_text(model_info_path(model).read_text())
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(crafted))
+    assert code == 2
+    assert errors == [f"error: {crafted}: cannot load the model: Could not deserialize "
+                      "'keras.layers.NoSuchLayer' because it is not a KerasSaveable subclass"]
