@@ -48,7 +48,7 @@ def case_id(change: dict) -> str:
     return next(iter(change)) + "." + next(iter(next(iter(change.values()))))
 
 
-# Opt-in (-m long) to keep the default run near ten minutes: a new backbone's features take longest,
+# Opt-in (--run-long) to keep the default run near ten minutes: a new backbone's features take longest,
 # and test_pretrained_pipeline.py reruns the pretrained stage by its params too.
 LONG_CASES = {"extract_features.backbone"}
 
@@ -137,7 +137,7 @@ def test_applied_experiment_puts_its_per_epoch_metrics_in_git(built_project, tmp
         run(["git", "show", "HEAD:metrics/eval.json"], project).stdout)
 
 
-# Opt-in (-m long) to keep the default run near ten minutes.
+# Opt-in (--run-long) to keep the default run near ten minutes.
 @pytest.mark.long
 def test_queued_experiments_all_run(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")

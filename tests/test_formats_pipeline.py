@@ -159,7 +159,7 @@ def split_images(project: Path, split: str) -> list[str]:
 
 
 # Run by default: coco (a tarball, carving validation) and auto detecting it; the others are opt-in
-# (-m long) to keep the default run near ten minutes: tests/test_formats.py reads every format.
+# (--run-long) to keep the default run near ten minutes: tests/test_formats.py reads every format.
 OPT_IN_FORMATS = ("flickr30k", "karpathy", "csv")
 
 

@@ -1,4 +1,4 @@
-"""The data stages on the full Flickr8k mirror (select with `pytest -m full_data`)."""
+"""The data stages on the full Flickr8k mirror (run with `pytest --run-full-data -m full_data`)."""
 
 from __future__ import annotations
 

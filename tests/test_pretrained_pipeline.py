@@ -85,7 +85,7 @@ def perturb_lite0(path) -> None:
     path.write_bytes(data[:start] + first.tobytes() + data[start + 4:])
 
 
-# Opt-in (-m long) to keep the default run near ten minutes: the vectors test covers the same rule.
+# Opt-in (--run-long) to keep the default run near ten minutes: the vectors test covers the same rule.
 @pytest.mark.long
 def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
