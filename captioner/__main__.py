@@ -9,13 +9,13 @@ quiet_start.install()
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.paths import BEST_MODEL, PARAMS_FILE
+from captioner.core.sources import undecodable_name
 from captioner.core.text import decode
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import CaptionModel, load_model, model_info_path
@@ -32,16 +32,6 @@ def image_paths(arguments: list[str]) -> list[Path]:
         else:
             paths.append(argument)
     return paths
-
-
-def is_utf8(name: str) -> bool:
-    """Whether a name read from the file system decodes as UTF-8 (Python keeps undecodable bytes
-    as lone surrogates, which TensorFlow and the terminal cannot take)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # Images decoded together outside a project, where no evaluate params say; it changes only speed.
@@ -83,7 +73,7 @@ def predict(arguments: argparse.Namespace) -> int:
     trained = load_model(arguments.model)
     extractor = model_extractor(trained, arguments.model)
     paths = image_paths(arguments.images)
-    misnamed = [path for path in paths if not is_utf8(str(path))]
+    misnamed = {path: shown for path in paths if (shown := undecodable_name(str(path)))}
     paths = [path for path in paths if path not in misnamed]
     missing = [path for path in paths if not path.is_file()]
     extraction = extractor.extract([path for path in paths if path.is_file()])
@@ -92,8 +82,7 @@ def predict(arguments: argparse.Namespace) -> int:
         settings.batch_size)
     results = [{"image": str(path), "caption": decode(ids, trained.vocabulary)}
                for path, ids in zip(extraction.paths, captions, strict=True)]
-    for path in misnamed:
-        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    for shown in misnamed.values():
         print(f"error: {shown}: the file name is not UTF-8; rename it", file=sys.stderr)
     for path in missing:
         print(f"error: {path}: no such file", file=sys.stderr)

@@ -23,7 +23,7 @@ from typing import IO
 
 from captioner.acquire.fetching import Fetched
 from captioner.core.errors import PipelineError
-from captioner.core.sources import CHUNK_BYTES, MB, source_name
+from captioner.core.sources import CHUNK_BYTES, MB, source_name, undecodable_name
 
 ZIP_MAGIC = b"PK\x03\x04"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -80,15 +80,13 @@ def check_member_name(source: str, name: str) -> None:
     system takes."""
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         raise PipelineError(f"{source}: member '{name}' has an absolute path")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise PipelineError(f"{source}: member '{shown}' has a name that is not UTF-8") from None
+    shown = undecodable_name(name)
+    if shown is not None:
+        raise PipelineError(f"{source}: member '{shown}' has a name that is not UTF-8")
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if ".." in parts:
         raise PipelineError(f"{source}: member '{name}' escapes the archive ('..')")
-    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
         raise PipelineError(f"{source}: member '{name[:80]}...' has a name over {MAX_NAME_BYTES} bytes")
 
 

@@ -22,6 +22,17 @@ def source_name(source: str) -> str:
     return name if name not in ("", "..") else "download"
 
 
+def undecodable_name(name: str) -> str | None:
+    """For a name read from the file system or an archive whose bytes are not UTF-8 (Python holds
+    them as lone surrogates, which TensorFlow and the terminal cannot take), the name with those
+    bytes escaped (`\\xff`), to show; None for a UTF-8 name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
 def local_path(source: str) -> Path | None:
     """The local file or folder a source names (`file://` URL or plain path), or None for http(s)."""
     parsed = urllib.parse.urlparse(source)

@@ -142,10 +142,10 @@ def _materialize(tensor: _TensorRef, storage: np.ndarray) -> np.ndarray:
                                      f" (at most {MAX_TENSOR_ELEMENTS})")
     if elements == 0:
         return np.zeros(tensor.shape, dtype=storage.dtype)
-    if any(step <= 0 and size > 1 for size, step in zip(tensor.shape, tensor.stride, strict=True)):
+    steps = list(zip(tensor.shape, tensor.stride, strict=True))
+    if any(step <= 0 and size > 1 for size, step in steps):
         raise pickle.UnpicklingError("tensor repeats or reverses its storage (a stride below 1)")
-    last = tensor.offset + sum((size - 1) * step for size, step in zip(tensor.shape, tensor.stride,
-                                                                        strict=True))
+    last = tensor.offset + sum((size - 1) * step for size, step in steps)
     if tensor.offset < 0 or last >= storage.size:
         raise pickle.UnpicklingError("tensor reaches outside its storage")
     itemsize = storage.dtype.itemsize
