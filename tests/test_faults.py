@@ -43,7 +43,13 @@ from captioner.model.artifacts import save_model
 from captioner.model.network import build_captioner
 from tests.helpers.archives import make_zip
 from tests.helpers.http_server import serve_directory
-from tests.helpers.project import ROOT, environment, place_builtin_pretrained, set_params
+from tests.helpers.project import (
+    ROOT,
+    environment,
+    params_only_project,
+    place_builtin_pretrained,
+    set_params,
+)
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 TIMINGS = "metrics/speed/"  # timing metrics differ from run to run: only their keys are compared
@@ -223,10 +229,7 @@ def test_the_harness_lands_its_kills_and_sees_a_partial_output(tmp_path, how):
 # --- inputs the tests write --------------------------------------------------------------
 
 def project_with(tmp_path: Path, changes: dict[str, dict]) -> Path:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    set_params(project, changes)
+    project = params_only_project(tmp_path / "project", changes)
     place_builtin_pretrained(project)
     return project
 

@@ -17,19 +17,15 @@ import pytest
 
 from tests.helpers.archives import make_tar, make_zip, patched_zip
 from tests.helpers.bounded import MB, one_error, run_bounded
-from tests.helpers.project import ROOT, set_params
+from tests.helpers.project import params_only_project
 
 TOKENS = b"1.jpg#0\ta dog .\n"
 
 
 def project(tmp_path: Path, images: Path | str, max_unpacked_mb: int = 100) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     text = make_zip(tmp_path / "text.zip", {"Flickr8k.token.txt": TOKENS})
-    set_params(folder, {"download": {"images_url": str(images), "text_url": str(text),
-                                     "max_unpacked_mb": max_unpacked_mb}})
-    return folder
+    return params_only_project(tmp_path / "project", {"download": {
+        "images_url": str(images), "text_url": str(text), "max_unpacked_mb": max_unpacked_mb}})
 
 
 def stage_error(folder: Path) -> str:

@@ -61,6 +61,15 @@ def set_params(project: Path, changes: dict[str, dict]) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
+def params_only_project(folder: Path, changes: dict[str, dict]) -> Path:
+    """A new folder holding only params.yaml (this repository's, with `changes`): where a test runs
+    one stage module on inputs it writes itself."""
+    folder.mkdir()
+    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(folder, changes)
+    return folder
+
+
 def copy_project(destination: Path, params: dict[str, dict]) -> Path:
     """The project's files (tracked and new, not ignored) in a fresh git repo, params applied."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
