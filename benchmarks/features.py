@@ -38,7 +38,8 @@ quiet_start.install()
 from captioner.core import params  # noqa: E402
 from captioner.core.files import read_json  # noqa: E402
 from captioner.core.image_files import is_image_name  # noqa: E402
-from captioner.inputs.features import FeatureExtractor, load_pixels  # noqa: E402
+from captioner.inputs.features import FeatureExtractor  # noqa: E402
+from captioner.inputs.pixels import load_pixels  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 ARCHIVES = (SHARED / "flickr8k/Flickr8k_Dataset.zip", SHARED / "flickr8k-sample/Flickr8k_Dataset.zip")

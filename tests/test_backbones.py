@@ -14,7 +14,7 @@ from PIL import Image
 from captioner.core.errors import PipelineError
 from captioner.core.params import BACKBONES
 from captioner.inputs.backbones import build_backbone, feature_dim
-from captioner.inputs.features import load_pixels
+from captioner.inputs.pixels import load_pixels
 
 CAT_CLASSES = range(281, 286)
 COFFEE_CLASSES = (967, 968, 504)  # espresso, cup, coffee mug

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
 from captioner.model.decoding import Decoder
@@ -65,9 +66,9 @@ def markov_decoder(transitions):
             table[previous, word] = probability
 
     def step(projected, previous, state):
-        return table[previous[:, 0]][:, None, :], state
+        return tf.gather(table, previous[:, 0])[:, None, :], state
 
-    return Decoder(lambda features: (features, np.zeros((len(features), 1), np.float32)), step)
+    return Decoder(lambda features: (features, tf.zeros([tf.shape(features)[0], 1])), step)
 
 
 def test_beam_search_finds_a_more_probable_sequence_than_greedy():

@@ -18,15 +18,8 @@ from PIL import Image
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_npy
-from captioner.inputs.features import (
-    BACKGROUND,
-    BadImage,
-    Extraction,
-    FeatureExtractor,
-    check_bad_fraction,
-    image_batches,
-    load_pixels,
-)
+from captioner.inputs.features import Extraction, FeatureExtractor, check_bad_fraction, image_batches
+from captioner.inputs.pixels import BACKGROUND, BadImage, load_pixels
 from stages import extract_features
 from tests.helpers.project import place_builtin_pretrained
 

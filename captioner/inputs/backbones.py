@@ -121,13 +121,22 @@ def _resnet50(weights: str, include_top: bool) -> keras.Model:
     return keras.Model(pixels, outputs, name="resnet50")
 
 
-# Layers carry the module names of the PyTorch checkpoint, so its tensors map onto them by name.
+# Layers carry the module names of the PyTorch checkpoint, so its tensors map onto them by name,
+# less the leading underscore (a SavedModel refuses names that start with one).
 # padding="same" pads exactly like the checkpoint's static TF-style padding.
+def _layer_name(module: str) -> str:
+    return module.removeprefix("_")
+
+
+def _module_name(layer: keras.layers.Layer) -> str:
+    return f"_{layer.name}"
+
+
 def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, stride: int, conv_name: str,
              bn_name: str, activate: bool = True) -> keras.KerasTensor:
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
-                            name=conv_name)(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=bn_name)(x)
+                            name=_layer_name(conv_name))(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=_layer_name(bn_name))(x)
     return keras.layers.ReLU(6.0)(x) if activate else x
 
 
@@ -139,8 +148,8 @@ def _mbconv(x: keras.KerasTensor, index: int, kernel: int, stride: int, expand_r
     if expand_ratio != 1:
         x = _conv_bn(x, in_filters * expand_ratio, 1, 1, f"{block}._expand_conv", f"{block}._bn0")
     x = keras.layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
-                                     name=f"{block}._depthwise_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{block}._bn1")(x)
+                                     name=_layer_name(f"{block}._depthwise_conv"))(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=_layer_name(f"{block}._bn1"))(x)
     x = keras.layers.ReLU(6.0)(x)
     x = _conv_bn(x, filters, 1, 1, f"{block}._project_conv", f"{block}._bn2", activate=False)
     if stride == 1 and in_filters == filters:
@@ -164,12 +173,12 @@ def _efficientnet_lite_layers(name: str, include_top: bool) -> keras.Model:
     x = _conv_bn(x, LITE_HEAD_FILTERS, 1, 1, "_conv_head", "_bn1")
     x = keras.layers.GlobalAveragePooling2D()(x)
     if include_top:
-        x = keras.layers.Dense(IMAGENET_CLASSES, activation="softmax", name="_fc")(x)
+        x = keras.layers.Dense(IMAGENET_CLASSES, activation="softmax", name=_layer_name("_fc"))(x)
     return keras.Model(pixels, x, name=name)
 
 
 def _torch_to_keras(layer: keras.layers.Layer, state: dict[str, np.ndarray]) -> list[np.ndarray]:
-    prefix = layer.name
+    prefix = _module_name(layer)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
     if isinstance(layer, keras.layers.Conv2D):
@@ -182,7 +191,7 @@ def _torch_to_keras(layer: keras.layers.Layer, state: dict[str, np.ndarray]) -> 
 
 
 def _load_lite_state(model: keras.Model, state: dict[str, np.ndarray], source: str) -> None:
-    modules = {layer.name for layer in model.layers if layer.weights} | {"_fc"}
+    modules = {_module_name(layer) for layer in model.layers if layer.weights} | {"_fc"}
     unexpected = sorted(key for key in state if not key.endswith(".num_batches_tracked")
                         and key.rpartition(".")[0] not in modules)
     if unexpected:
@@ -194,9 +203,9 @@ def _load_lite_state(model: keras.Model, state: dict[str, np.ndarray], source: s
         try:
             layer.set_weights(_torch_to_keras(layer, state))
         except KeyError as error:
-            raise PipelineError(f"{source}: no tensor {error} for layer {layer.name}") from None
+            raise PipelineError(f"{source}: no tensor {error} for layer {_module_name(layer)}") from None
         except ValueError as error:
-            message = f"{source}: tensor for layer {layer.name} does not fit: {error}"
+            message = f"{source}: tensor for layer {_module_name(layer)} does not fit: {error}"
             raise PipelineError(message) from None
 
 

@@ -1,8 +1,13 @@
-"""Caption generation: beam search batched across images (beam size 1 is greedy decoding)."""
+"""Caption generation: beam search batched across images (beam size 1 is greedy decoding).
+
+The search is TensorFlow ops in one graph, so the same function decodes for evaluate and predict
+and inside the exported SavedModel (captioner/serving/export.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -11,6 +16,9 @@ from tqdm import tqdm
 
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
 from captioner.model.network import decoding_models
+
+# Never generated: padding and the start token are not words, the unknown word says nothing.
+BANNED_IDS = (PAD_ID, START_ID, UNK_ID)
 
 
 def compiled(model: keras.Model) -> Callable:
@@ -21,22 +29,110 @@ def compiled(model: keras.Model) -> Callable:
     return tf.function(call, reduce_retracing=True)
 
 
-class Decoder:
-    """Generates captions from an image encoder and a one-word step function.
+def beam_search(encode: Callable, step: Callable, features: tf.Tensor, beam_size: tf.Tensor,
+                max_length: tf.Tensor, length_penalty: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Every image's beams, best first: word ids (images, beam_size, max_length), padded with
+    PAD_ID and holding END_ID where a caption ended, and their ranking scores (images, beam_size).
 
-    `encode(features)` gives the projected images and the initial states;
-    `step(projected, previous_words, *states)` gives next-word probabilities (batch, 1, vocab)
-    and the new states.
+    `encode(features)` gives the projected images and the initial states; `step(projected,
+    previous_words, *states)` gives next-word probabilities (batch, 1, vocab) and the new states.
+    A beam is ranked by total log-probability divided by length ** length_penalty (its words and
+    end token; 0 ranks by plain log-probability). A beam stops at the end token; at most
+    `max_length` words are generated.
     """
+    images = tf.shape(features)[0]
+    projected, *states = (tf.repeat(encoded, beam_size, axis=0) for encoded in encode(features))
+    words = tf.fill([images, beam_size, max_length], PAD_ID)
+    # Every beam starts identical, so only the first one may expand.
+    scores = tf.where(tf.range(beam_size)[None, :] == 0, 0.0, tf.fill([images, beam_size], -np.inf))
+    finished = tf.zeros([images, beam_size], tf.bool)
+    previous = tf.fill([images * beam_size, 1], START_ID)
+
+    for position in tf.range(max_length):
+        tf.autograph.experimental.set_loop_options(shape_invariants=[
+            (scores, tf.TensorShape([None, None])), (finished, tf.TensorShape([None, None])),
+            (words, tf.TensorShape([None, None, None]))])
+        if tf.reduce_all(finished):
+            break
+        probabilities, *states = step(projected, previous, *states)
+        log_probs = tf.math.log(tf.maximum(probabilities[:, 0], 1e-30))
+        vocab_size = tf.shape(log_probs)[-1]
+        log_probs = tf.reshape(log_probs, [images, beam_size, vocab_size])
+        vocabulary = tf.range(vocab_size)
+        banned = tf.reduce_any(vocabulary[:, None] == tf.constant(BANNED_IDS)[None, :], axis=1)
+        log_probs = tf.where(banned, -np.inf, log_probs)
+        # A finished beam carries on unchanged, padded.
+        padding_only = tf.where(vocabulary == PAD_ID, 0.0, -np.inf)
+        log_probs = tf.where(finished[..., None], padding_only, log_probs)
+        candidates = tf.reshape(scores[..., None] + log_probs, [images, -1])
+        scores, chosen = tf.math.top_k(candidates, k=beam_size)
+        parent, word = chosen // vocab_size, chosen % vocab_size
+
+        at_position = tf.one_hot(position, max_length, dtype=tf.int32)
+        words = tf.gather(words, parent, batch_dims=1) * (1 - at_position) + word[..., None] * at_position
+        finished = tf.gather(finished, parent, batch_dims=1) | (word == END_ID)
+        source_rows = tf.reshape(tf.range(images)[:, None] * beam_size + parent, [-1])
+        states = [tf.gather(state, source_rows) for state in states]
+        previous = tf.reshape(word, [-1, 1])
+
+    lengths = tf.maximum(tf.reduce_sum(tf.cast(words != PAD_ID, tf.float32), axis=2), 1.0)
+    ranking = scores / lengths ** length_penalty
+    order = tf.argsort(ranking, axis=1, direction="DESCENDING", stable=True)
+    return tf.gather(words, order, batch_dims=1), tf.gather(ranking, order, batch_dims=1)
+
+
+def caption_words(ids: np.ndarray) -> list[int]:
+    """A beam's word ids without its end token and padding."""
+    return [int(word) for word in ids if word not in (PAD_ID, END_ID)]
+
+
+@dataclass(frozen=True)
+class Beam:
+    """One hypothesis of a beam search: its word ids and its ranking score."""
+
+    ids: list[int]
+    score: float
+
+
+class Decoder:
+    """Generates captions from an image encoder and a one-word step function (see beam_search)."""
 
     def __init__(self, encode: Callable, step: Callable) -> None:
-        self._encode, self._step = encode, step
+        def search(features: tf.Tensor, beam_size: tf.Tensor, max_length: tf.Tensor,
+                   length_penalty: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return beam_search(encode, step, features, beam_size, max_length, length_penalty)
+
+        self._search = tf.function(search, reduce_retracing=True)
 
     @classmethod
     def from_model(cls, model: keras.Model) -> Decoder:
-        """A decoder for a trained captioner; its graph functions are traced once."""
+        """A decoder for a trained captioner; its graph function is traced once per batch shape."""
         models = decoding_models(model)
         return cls(compiled(models.encode_image), compiled(models.step))
+
+    def beams(
+        self,
+        features: np.ndarray,
+        beam_size: int,
+        max_length: int,
+        length_penalty: float = 0.0,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> list[list[Beam]]:
+        """Every image's `beam_size` hypotheses, best first (see beam_search)."""
+        results: list[list[Beam]] = []
+        with tqdm(total=len(features), unit="img", desc="decoding", disable=not progress) as bar:
+            for start in range(0, len(features), batch_size):
+                batch = features[start:start + batch_size].astype(np.float32)
+                words, scores = self._search(tf.constant(batch), tf.constant(beam_size),
+                                             tf.constant(max_length),
+                                             tf.constant(length_penalty, tf.float32))
+                results.extend([Beam(caption_words(ids), float(score))
+                                for ids, score in zip(image_words, image_scores, strict=True)]
+                               for image_words, image_scores in zip(words.numpy(), scores.numpy(),
+                                                                    strict=True))
+                bar.update(len(batch))
+        return results
 
     def caption_ids(
         self,
@@ -47,56 +143,6 @@ class Decoder:
         batch_size: int = 64,
         progress: bool = False,
     ) -> list[list[int]]:
-        """Word ids of the best caption for each image, without start, end, unknown or padding tokens.
-
-        Hypotheses are ranked by total log-probability divided by length ** length_penalty
-        (0 ranks by plain log-probability). A beam stops at the end token; at most `max_length`
-        words are generated.
-        """
-        captions: list[list[int]] = []
-        with tqdm(total=len(features), unit="img", desc="decoding", disable=not progress) as bar:
-            for start in range(0, len(features), batch_size):
-                batch = features[start:start + batch_size].astype(np.float32)
-                captions.extend(self._search_batch(batch, beam_size, max_length, length_penalty))
-                bar.update(len(batch))
-        return captions
-
-    def _search_batch(
-        self, features: np.ndarray, beam_size: int, max_length: int, length_penalty: float
-    ) -> list[list[int]]:
-        images = len(features)
-        rows = images * beam_size
-        projected, *states = (np.repeat(np.asarray(encoded), beam_size, axis=0)
-                              for encoded in self._encode(features))
-        words = np.zeros((images, beam_size, 0), np.int64)
-        scores = np.full((images, beam_size), -np.inf, np.float32)
-        scores[:, 0] = 0.0  # every beam starts identical, so only the first one may expand
-        finished = np.zeros((images, beam_size), bool)
-        previous = np.full((rows, 1), START_ID, np.int32)
-
-        for _ in range(max_length):
-            probabilities, *states = self._step(projected, previous, *states)
-            log_probs = np.log(np.maximum(np.asarray(probabilities)[:, 0], 1e-30)).reshape(
-                images, beam_size, -1)
-            vocab_size = log_probs.shape[-1]
-            log_probs[..., [PAD_ID, START_ID, UNK_ID]] = -np.inf
-            log_probs[finished] = -np.inf
-            log_probs[finished, PAD_ID] = 0.0  # a finished beam carries on unchanged, padded
-            candidates = (scores[:, :, None] + log_probs).reshape(images, -1)
-            top_scores, top_indices = tf.math.top_k(candidates, k=beam_size)
-            scores, top_indices = top_scores.numpy(), top_indices.numpy()
-            parent, word = top_indices // vocab_size, top_indices % vocab_size
-
-            words = np.concatenate([np.take_along_axis(words, parent[..., None], axis=1),
-                                    word[..., None]], axis=2)
-            finished = np.take_along_axis(finished, parent, axis=1) | (word == END_ID)
-            source_rows = (np.arange(images)[:, None] * beam_size + parent).reshape(-1)
-            states = [np.asarray(state)[source_rows] for state in states]
-            previous = word.reshape(rows, 1).astype(np.int32)
-            if finished.all():
-                break
-
-        lengths = np.maximum((words != PAD_ID).sum(axis=2), 1)
-        best = np.argmax(scores / lengths.astype(np.float32) ** length_penalty, axis=1)
-        return [[int(w) for w in words[i, best[i]] if w not in (PAD_ID, END_ID)]
-                for i in range(images)]
+        """Word ids of the best caption for each image, without start, end, unknown or padding tokens."""
+        return [image_beams[0].ids for image_beams in self.beams(
+            features, beam_size, max_length, length_penalty, batch_size, progress)]

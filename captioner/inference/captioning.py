@@ -1,0 +1,76 @@
+"""A trained model ready to caption: the model, the CNN it was trained on and the decoding settings,
+loaded once and used by predict, the service and the export alike."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from captioner.core.errors import PipelineError
+from captioner.core.params import EvaluateParams
+from captioner.core.text import decode
+from captioner.inputs.features import FeatureExtractor
+from captioner.model.artifacts import CaptionModel, load_model, model_info_path
+from captioner.model.decoding import Decoder
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Caption:
+    """An image's best caption and the beam's other hypotheses, each with its ranking score
+    (log-probability over length ** length_penalty), best first."""
+
+    caption: str
+    alternatives: list[dict[str, str | float]]
+
+
+def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
+    """The feature extractor (backbone, weights, batch shape) a model was trained with, refused
+    when the model cannot use its features."""
+    extractor = FeatureExtractor.from_mapping(trained.backbone, str(model_info_path(model_path)))
+    expected_dim = trained.model.inputs[0].shape[-1]  # the image features
+    if extractor.dim != expected_dim:
+        raise PipelineError(f"{model_path}: expects {expected_dim}-d image features but "
+                            f"{extractor.backbone} gives {extractor.dim}")
+    return extractor
+
+
+def file_md5(path: Path) -> str:
+    """The file's MD5, the hash DVC records for a file output."""
+    digest = hashlib.md5()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ImageCaptioner:
+    """A trained model with its CNN, decoding with the given evaluate settings."""
+
+    def __init__(self, model_path: Path, settings: EvaluateParams) -> None:
+        self.trained = load_model(model_path)
+        self.extractor = model_extractor(self.trained, model_path)
+        self.decoder = Decoder.from_model(self.trained.model)
+        self.settings = settings
+        self.identity = {"path": str(model_path), "md5": file_md5(model_path)}
+
+    def caption_features(self, features: np.ndarray) -> list[Caption]:
+        """The captions of images given by their CNN features."""
+        settings = self.settings
+        beams = self.decoder.beams(features, settings.beam_size, settings.max_length,
+                                   settings.length_penalty, settings.batch_size)
+        return [Caption(decode(image_beams[0].ids, self.trained.vocabulary),
+                        [{"caption": decode(beam.ids, self.trained.vocabulary), "score": beam.score}
+                         for beam in image_beams])
+                for image_beams in beams]
+
+    def caption_pixels(self, pixels: np.ndarray) -> list[Caption]:
+        """The captions of decoded images, uint8 (n, 224, 224, 3), through the CNN in its batches."""
+        size = self.extractor.batch_size
+        features = np.concatenate([self.extractor.forward(pixels[start:start + size])
+                                   for start in range(0, len(pixels), size)])
+        return self.caption_features(features)

@@ -1,0 +1,62 @@
+"""The SavedModel export: loaded by TensorFlow alone, in a Python that cannot import this
+package, it gives predict's captions for encoded image bytes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from captioner.inference.captioning import ImageCaptioner
+from captioner.inference.export import export
+from tests.helpers.serving import SETTINGS, predicted, trained_model
+
+# Run with `python -I` in an empty folder: no PYTHONPATH, no user site, no project on sys.path.
+LOAD_AND_CAPTION = """
+import json, sys
+try:
+    import captioner
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("captioner is importable here")
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+images = tf.constant([open(path, "rb").read() for path in sys.argv[2:]])
+signature = loaded.signatures["serving_default"](images=images)
+endpoint = loaded.serve(images)
+print(json.dumps({
+    "signature": [caption.decode() for caption in signature["caption"].numpy()],
+    "endpoint": [caption.decode() for caption in endpoint["caption"].numpy()],
+    "alternatives": [[a.decode() for a in row] for row in endpoint["alternatives"].numpy()],
+    "scores": endpoint["scores"].numpy().tolist(),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    model, pictures = trained_model(folder)
+    export(ImageCaptioner(model, SETTINGS), str(folder / "saved_model"))
+    return folder, model, pictures
+
+
+def test_the_savedmodel_alone_gives_predicts_captions(exported, tmp_path):
+    folder, model, pictures = exported
+    # Three images is fewer than one CNN batch, five spans two: both paddings are exercised.
+    pictures = pictures[:3] + pictures[-5:]
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_AND_CAPTION, str(folder / "saved_model"),
+         *map(str, pictures)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = json.loads(result.stdout)
+    expected = predicted(model, pictures)
+    assert outputs["signature"] == outputs["endpoint"] == [expected[p.name] for p in pictures]
+    assert [row[0] for row in outputs["alternatives"]] == outputs["endpoint"]
+    assert all(len(row) == SETTINGS.beam_size and row == sorted(row, reverse=True)
+               for row in outputs["scores"])
