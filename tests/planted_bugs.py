@@ -84,22 +84,23 @@ PLANTED_BUGS = [
     PlantedBug(
         name=("beam search: a beam that reached the end token is not kept finished (words follow <end>)"),
         file="captioner/model/decoding.py",
-        original=("finished = np.take_along_axis(finished, parent, axis=1) | (word == END_ID)"),
+        original="finished = tf.gather(finished, parent, batch_dims=1) | (word == END_ID)",
         planted="finished = word == END_ID",
         tests=["tests/test_decoding.py"],
     ),
     PlantedBug(
         name=("beam search ranking: the length penalty multiplies the log-probability by length ** alpha"),
         file="captioner/model/decoding.py",
-        original=("best = np.argmax(scores / lengths.astype(np.float32) ** length_penalty, axis=1)"),
-        planted=("best = np.argmax(scores * lengths.astype(np.float32) ** length_penalty, axis=1)"),
+        original="ranking = scores / lengths ** length_penalty",
+        planted="ranking = scores * lengths ** length_penalty",
         tests=["tests/test_decoding.py"],
     ),
     PlantedBug(
         name=("beam search: every beam starts live, so the beams hold duplicates of one hypothesis"),
         file="captioner/model/decoding.py",
-        original="scores[:, 0] = 0.0",
-        planted="scores[:] = 0.0",
+        original=("scores = tf.where(tf.range(beam_size)[None, :] == 0, 0.0, "
+                  "tf.fill([images, beam_size], -np.inf))"),
+        planted="scores = tf.zeros([images, beam_size])",
         tests=["tests/test_decoding.py"],
     ),
     PlantedBug(
@@ -185,5 +186,26 @@ PLANTED_BUGS = [
         ),
         planted=("loss = tf.reduce_sum(tf.math.log(tf.maximum(chosen, 1e-30)) * mask * advantage[:, None])"),
         tests=["tests/test_self_critical.py"],
+    ),
+    PlantedBug(
+        name="caption service: the micro-batcher decodes each request alone",
+        file="captioner/inference/batching.py",
+        original="while len(batch) < self._max_batch:",
+        planted="while len(batch) < 1:",
+        tests=["tests/test_service.py"],
+    ),
+    PlantedBug(
+        name="caption service: a streamed upload is not counted against the cap",
+        file="captioner/inference/uploads.py",
+        original="if received > limit:",
+        planted="if received < 0:",
+        tests=["tests/test_service.py"],
+    ),
+    PlantedBug(
+        name="caption service: the queue is unbounded, so a flood of requests never gets 503",
+        file="captioner/inference/batching.py",
+        original="self._queue: queue.Queue = queue.Queue(max_queue)",
+        planted="self._queue: queue.Queue = queue.Queue()",
+        tests=["tests/test_service.py"],
     ),
 ]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_npy
+from captioner.inference.captioning import cnn_shape
 from captioner.inputs.features import Extraction, FeatureExtractor, check_bad_fraction, image_batches
 from captioner.inputs.pixels import BACKGROUND, BadImage, load_pixels
 from stages import extract_features
@@ -265,8 +266,18 @@ def test_the_model_always_sees_a_full_batch(images):
 
     assert result.features.shape == (5, 1280)
     assert shapes and set(shapes) == {(4, 224, 224, 3)}
-    with pytest.raises(ValueError, match="5 images in one forward pass, more than batch_size 4"):
+    with pytest.raises(ValueError, match="5 images in a forward pass of 4, batch_size 4"):
         extractor.forward(np.zeros((5, 224, 224, 3), np.uint8))
+
+
+def test_the_services_smaller_cnn_shapes_give_the_full_shapes_features(images):
+    extractor = FeatureExtractor("efficientnet_lite0", "imagenet", batch_size=8)
+    pixels = np.stack([load_pixels(path) for path in images.paths if path.name in images.good])[:8]
+    full = extractor.forward(pixels)
+    assert [cnn_shape(count, 8) for count in range(1, 9)] == [2, 2, 4, 4, 8, 8, 8, 8]
+    for count in range(1, len(pixels) + 1):
+        assert_same_batch_shape_features(
+            extractor.forward(pixels[:count], cnn_shape(count, 8)), full[:count])
 
 
 def test_decode_threads_do_not_change_the_pixels(images):

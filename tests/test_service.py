@@ -7,6 +7,7 @@ import hashlib
 import io
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -196,7 +197,7 @@ def test_a_full_queue_answers_503_and_the_service_recovers(captioner, trained, e
             assert started.wait(30)
             waiting = pool.submit(send)  # fills the queue
             while requests.get(f"{url}/health", timeout=10).json()["waiting"] < 1:
-                pass
+                time.sleep(0.01)
             refused = send()
             assert refused.status_code == 503
             assert refused.json()["error"] == "busy: 1 requests are already waiting; try again"

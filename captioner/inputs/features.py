@@ -84,10 +84,9 @@ class FeatureExtractor:
         self.decode_threads = decode_threads
         self.model = build_backbone(backbone, weights)
         self.dim = feature_dim(self.model)
+        # Traced once per batch shape: batch_size, and the service's smaller ones.
         self._forward = tf.function(
-            lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False),
-            input_signature=[tf.TensorSpec((batch_size, *PIXELS_SHAPE), tf.uint8)],
-        )
+            lambda pixels: self.model(tf.cast(pixels, tf.float32), training=False))
 
     @classmethod
     def from_mapping(cls, description: object, source: str,
@@ -118,13 +117,14 @@ class FeatureExtractor:
         return {"backbone": self.backbone, "weights": self.weights, "dim": self.dim,
                 "batch_size": self.batch_size}
 
-    def forward(self, pixels: np.ndarray | tf.Tensor) -> np.ndarray:
-        """Features (float16) of up to batch_size decoded uint8 images shaped (n, 224, 224, 3)."""
-        count = len(pixels)
-        if count > self.batch_size:
-            raise ValueError(f"{count} images in one forward pass, more than batch_size "
+    def forward(self, pixels: np.ndarray | tf.Tensor, shape: int | None = None) -> np.ndarray:
+        """Features (float16) of up to batch_size decoded uint8 images shaped (n, 224, 224, 3),
+        computed in a batch of `shape` images (default batch_size)."""
+        count, shape = len(pixels), shape or self.batch_size
+        if not count <= shape <= self.batch_size:
+            raise ValueError(f"{count} images in a forward pass of {shape}, batch_size "
                              f"{self.batch_size}")
-        padded = tf.pad(pixels, [[0, self.batch_size - count], [0, 0], [0, 0], [0, 0]])
+        padded = tf.pad(pixels, [[0, shape - count], [0, 0], [0, 0], [0, 0]])
         return self._forward(padded).numpy()[:count].astype(np.float16)
 
     def extract(self, paths: Sequence[Path | str], progress: bool = False) -> Extraction:
