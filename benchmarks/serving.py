@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per client level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--memory-requests", type=int, default=2000)
+    parser.add_argument("--batch-window-ms", type=float, default=20.0, help="the server's")
     arguments = parser.parse_args()
     os.chdir(arguments.project)
     images = [paths.RAW_IMAGES / record["image"]
@@ -103,7 +104,8 @@ def main() -> None:
     print(f"offline (CNN + beam search, {len(images)} images): {offline:.1f} images/s", flush=True)
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "captioner", "serve", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "captioner", "serve", "--port", str(port),
+                               "--batch-window-ms", str(arguments.batch_window_ms)],
                               stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -85,8 +85,9 @@ def parser() -> argparse.ArgumentParser:
                        help="largest image upload; larger ones get 413 (default: %(default)s)")
     serve.add_argument("--queue", type=int, default=64,
                        help="most requests waiting; more get 503 (default: %(default)s)")
-    serve.add_argument("--batch-window-ms", type=float, default=5.0,
-                       help="how long a batch waits for more requests (default: %(default)s)")
+    serve.add_argument("--batch-window-ms", type=float, default=20.0,
+                       help="how long a batch may wait for requests on their way "
+                            "(default: %(default)s)")
     export = commands.add_parser("export", help="write a TensorFlow SavedModel: image bytes in, "
                                  "captions out")
     export.add_argument("--out", type=Path, required=True, help="folder to write (must not exist)")

@@ -17,6 +17,7 @@ import requests
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inference.service import PAGE, ServiceLimits, create_app
 from tests.helpers.datasets import CORRUPT_BYTES, draw, jpeg_bytes
@@ -173,6 +174,35 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_caption(captioner
     assert [answer.json()["caption"] for answer in answers] == [expected[p.name] for p in pictures]
     assert sum(batch_sizes) == len(pictures)
     assert max(batch_sizes) > 1 and max(batch_sizes) <= captioner.extractor.batch_size
+
+
+def test_a_lone_item_is_not_held_for_the_window_but_announced_ones_are_awaited():
+    batches = []
+    batcher = MicroBatcher(lambda items: batches.append(list(items)) or list(items), max_batch=8,
+                           window_s=5.0, max_queue=8)
+    started = time.monotonic()
+    assert batcher.submit("lone").result(10) == "lone"
+    assert time.monotonic() - started < 1.0
+    with batcher.arriving():
+        first = batcher.submit("first")
+        time.sleep(0.3)  # the second is still on its way: the worker waits for it
+        second = batcher.submit("second")
+    assert (first.result(10), second.result(10)) == ("first", "second")
+    batcher.close()
+    assert batches == [["lone"], ["first", "second"]]
+
+
+def test_a_failed_batch_fails_its_requests_and_the_worker_goes_on():
+    def work(items):
+        if "bad" in items:
+            raise ValueError("cannot caption")
+        return items
+
+    batcher = MicroBatcher(work, max_batch=1, window_s=0.0, max_queue=8)
+    with pytest.raises(ValueError, match="cannot caption"):
+        batcher.submit("bad").result(10)
+    assert batcher.submit("good").result(10) == "good"
+    batcher.close()
 
 
 def test_a_full_queue_answers_503_and_the_service_recovers(captioner, trained, expected):

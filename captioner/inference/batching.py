@@ -6,15 +6,18 @@ serves only SavedModels, not this Python process); it is a bounded queue and one
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 # Put on the queue by close(): the worker stops when it takes it.
 _STOP = object()
+# How often a worker waiting for announced items looks at the queue again.
+_POLL_S = 0.001
 
 
 class QueueFull(Exception):
@@ -25,15 +28,30 @@ class MicroBatcher:
     """Runs `work(items)` (one result per item, in order) on batches of submitted items.
 
     The worker takes the first waiting item, then whatever else arrives within `window_s`, up to
-    `max_batch` items. At most `max_queue` items wait; submit() refuses more with QueueFull.
+    `max_batch` items; it stops waiting early when nothing is queued or announced (see arriving),
+    so a lone request is not held back. At most `max_queue` items wait; submit() refuses more with
+    QueueFull.
     """
 
     def __init__(self, work: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int,
                  window_s: float, max_queue: int) -> None:
         self._work, self._max_batch, self._window_s = work, max_batch, window_s
         self._queue: queue.Queue = queue.Queue(max_queue)
+        self._arriving = 0
+        self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._worker.start()
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announces an item being prepared (a request being read and decoded) for its span."""
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._arriving -= 1
 
     def submit(self, item: object) -> Future:
         """A future for `item`'s result; raises QueueFull when the queue is full."""
@@ -60,10 +78,13 @@ class MicroBatcher:
         batch = [first]
         deadline = time.monotonic() + self._window_s
         while len(batch) < self._max_batch:
-            try:
-                entry = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Empty:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._queue.empty() and not self._arriving):
                 break
+            try:
+                entry = self._queue.get(timeout=min(remaining, _POLL_S))
+            except queue.Empty:
+                continue
             if entry is _STOP:
                 self._queue.put(_STOP)  # seen again once this batch is done
                 break

@@ -34,7 +34,7 @@ class ServiceLimits:
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_queue: int = 64
-    batch_window_s: float = 0.005
+    batch_window_s: float = 0.02
 
 
 def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
@@ -74,13 +74,15 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
     async def caption(request: Request) -> JSONResponse:
         """Captions one image: a multipart form's `file` field, or the raw request body."""
         started = time.perf_counter()
-        data, name = await image_bytes(request, limits.max_upload_bytes)
-        pixels = await run_in_threadpool(image_pixels, data)
-        try:
-            future = state["batcher"].submit(pixels)
-        except QueueFull as error:
-            return JSONResponse({"error": f"busy: {error}; try again"}, status_code=503,
-                                headers={"Retry-After": "1"})
+        batcher = state["batcher"]
+        with batcher.arriving():
+            data, name = await image_bytes(request, limits.max_upload_bytes)
+            pixels = await run_in_threadpool(image_pixels, data)
+            try:
+                future = batcher.submit(pixels)
+            except QueueFull as error:
+                return JSONResponse({"error": f"busy: {error}; try again"}, status_code=503,
+                                    headers={"Retry-After": "1"})
         result = await asyncio.wrap_future(future)
         return JSONResponse({"image": name, "caption": result.caption,
                              "alternatives": result.alternatives, "model": captioner.identity,
