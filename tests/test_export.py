@@ -7,10 +7,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inference.export import export
+from tests.helpers.datasets import jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, trained_model
 
 # Run with `python -I` in an empty folder: no PYTHONPATH, no user site, no project on sys.path.
@@ -46,8 +49,16 @@ def exported(tmp_path_factory):
 
 def test_the_savedmodel_alone_gives_predicts_captions(exported, tmp_path):
     folder, model, pictures = exported
-    # Three images is fewer than one CNN batch, five spans two: both paddings are exercised.
-    pictures = pictures[:3] + pictures[-5:]
+    # Textured JPEGs too: TensorFlow's default JPEG decoding gives other pixels than Pillow's.
+    rng = np.random.default_rng(0)
+    for path in pictures[:3]:
+        pixels = np.asarray(Image.open(path).convert("RGB"), np.int16)
+        noisy = np.clip(pixels + rng.normal(0, 25, pixels.shape), 0, 255).astype(np.uint8)
+        jpeg = path.with_suffix(".jpg")
+        jpeg.write_bytes(jpeg_bytes(Image.fromarray(noisy)))
+        pictures.append(jpeg)
+    # Three images is fewer than one CNN batch, eight spans two: both paddings are exercised.
+    pictures = pictures[3:6] + pictures[-8:]
     result = subprocess.run(
         [sys.executable, "-I", "-c", LOAD_AND_CAPTION, str(folder / "saved_model"),
          *map(str, pictures)],
@@ -58,5 +69,9 @@ def test_the_savedmodel_alone_gives_predicts_captions(exported, tmp_path):
     expected = predicted(model, pictures)
     assert outputs["signature"] == outputs["endpoint"] == [expected[p.name] for p in pictures]
     assert [row[0] for row in outputs["alternatives"]] == outputs["endpoint"]
-    assert all(len(row) == SETTINGS.beam_size and row == sorted(row, reverse=True)
-               for row in outputs["scores"])
+    # The beams' scores too, which move with any change of pixels or features.
+    captioner = ImageCaptioner(model, SETTINGS)
+    beams = captioner.caption_features(captioner.extractor.extract(pictures).features)
+    assert outputs["alternatives"] == [[a["caption"] for a in c.alternatives] for c in beams]
+    np.testing.assert_allclose(outputs["scores"], [[a["score"] for a in c.alternatives]
+                                                   for c in beams], rtol=0, atol=1e-5)
