@@ -3,7 +3,7 @@
 The serving signature takes JPEG, PNG, GIF or BMP bytes and runs everything in one graph: decoding
 and resizing, the CNN, and the project's beam search with the evaluate settings baked in. It needs
 TensorFlow alone, so `tf.saved_model.load` and TensorFlow Serving use it as it is. The CNN runs
-on batches of the extractor's fixed shape, as predict's does, so an image gets predict's features.
+a batch in the service's shapes (captioning.cnn_shape), so an image gets predict's features.
 Unlike predict's Pillow decoding, TensorFlow's ignores EXIF orientation and a transparent pixel's
 alpha, and resizes with its own bilinear filter: images already upright, opaque and 224x224 get
 predict's exact caption.
@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from captioner.core.text import END_ID, PAD_ID
-from captioner.inference.captioning import ImageCaptioner
+from captioner.inference.captioning import ImageCaptioner, cnn_shape
 from captioner.inputs.pixels import IMAGE_SIZE
 from captioner.model.decoding import beam_search, compiled
 from captioner.model.network import decoding_models
@@ -50,11 +50,15 @@ def export(captioner: ImageCaptioner, folder: str) -> None:
     vocabulary = tf.constant(captioner.trained.vocabulary)
     settings = captioner.settings
 
+    # The service's CNN batch shape for each image count up to batch_size; more use batch_size.
+    shapes = tf.constant([cnn_shape(count, batch_size) for count in range(1, batch_size + 1)])
+
     def caption_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(_pixels, images, fn_output_signature=tf.uint8)
         count = tf.shape(pixels)[0]
-        padded = tf.pad(pixels, [[0, -count % batch_size], [0, 0], [0, 0], [0, 0]])
-        batches = tf.reshape(padded, [-1, batch_size, IMAGE_SIZE, IMAGE_SIZE, 3])
+        shape = shapes[tf.clip_by_value(count, 1, batch_size) - 1]
+        padded = tf.pad(pixels, [[0, -count % shape], [0, 0], [0, 0], [0, 0]])
+        batches = tf.reshape(padded, [-1, shape, IMAGE_SIZE, IMAGE_SIZE, 3])
         features = tf.map_fn(lambda batch: cnn(tf.cast(batch, tf.float32), training=False),
                              batches, fn_output_signature=tf.float32)
         features = tf.reshape(features, [-1, captioner.extractor.dim])[:count]
