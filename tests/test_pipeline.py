@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from captioner.core.files import read_json, read_jsonl
+from captioner.model.java_scorers import java
 from captioner.model.scoring import score_captions
 from tests.conftest import CORRUPT
 from tests.helpers.project import FAST_PARAMS, ROOT, dvc, run, stages_run, up_to_date
@@ -79,7 +80,7 @@ def test_eval_metrics_are_the_scores_of_the_written_captions(project):
     rows = read_jsonl(project / "data/evaluation/captions.jsonl")
     assert len(rows) == 9 and all(row["image"] not in CORRUPT for row in rows)
     scores = score_captions({row["image"]: row["caption"] for row in rows},
-                            {row["image"]: row["references"] for row in rows})
+                            {row["image"]: row["references"] for row in rows}, java())
     written = read_json(project / "metrics/eval.json")
     assert {name: round(value, 5) for name, value in scores.items()} == \
         {name: written[name] for name in scores}

