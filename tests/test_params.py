@@ -38,9 +38,6 @@ def load_with(tmp_path, section, changes):
     ("train", {"rnn": "transformer"}, "train.rnn: must be 'gru' or 'lstm', got 'transformer'"),
     ("train", {"distribute": "horovod"},
      "train.distribute: must be 'none', 'mirrored' or 'multi_worker', got 'horovod'"),
-    ("train", {"distribute": "mirrored"},
-     "train.self_critical_epochs: self-critical training runs on one device: set it to 0 under "
-     "train.distribute 'mirrored', got 3"),
     ("embed", {"dimension": 300}, "unknown key embed.dimension (known: source, sha256, dim, epoch, "
                                   "minn, maxn, seed)"),
     ("embed", {"minn": 7}, "embed.minn: must be <= maxn (6), got 7"),

@@ -103,6 +103,6 @@ def test_a_self_critical_step_makes_captions_above_the_baseline_likelier_and_tho
 
     before = log_likelihoods()
     trainer._apply(tf.constant(image), tf.constant(previous), tf.constant(words),
-                   tf.constant(np.array([1.0, -1.0], np.float32)))
+                   tf.constant(np.array([1.0, -1.0], np.float32)), tf.constant(6.0))
     after = log_likelihoods()
     assert after[0] > before[0] and after[1] < before[1]

@@ -142,14 +142,6 @@ class TrainParams:
     ensemble: Annotated[int, Field(ge=1, description="the number of models trained")]
     seed: int
 
-    @model_validator(mode="after")
-    def _self_critical_on_one_device(self) -> TrainParams:
-        if self.self_critical_epochs and self.distribute != "none":
-            raise ValueError("self_critical_epochs: self-critical training runs on one device: set "
-                             f"it to 0 under train.distribute {self.distribute!r}, got "
-                             f"{self.self_critical_epochs}")
-        return self
-
 
 @dataclass(frozen=True, config=SECTION_CONFIG)
 class EvaluateParams:

@@ -52,9 +52,10 @@ def tiny_model(settings: params.TrainParams, phase: str = CROSS_ENTROPY) -> kera
     return compiled_captioner(settings, embedding, feature_dim=3, phase=phase)
 
 
-def train_project(folder: Path, distribute_mode: str) -> Path:
+def train_project(folder: Path, distribute_mode: str, self_critical_epochs: int = 0) -> Path:
     """The train stage's inputs for the tiny captions of `records`, and its params: `EPOCHS`
-    epochs of cross-entropy, one model, `train.distribute` set to `distribute_mode`."""
+    epochs of cross-entropy, then `self_critical_epochs`, one model, `train.distribute` set to
+    `distribute_mode`."""
     train, train_features = records(24, shift=0)
     val, val_features = records(6, shift=1)
     images = [record["image"] for record in train + val]
@@ -71,6 +72,8 @@ def train_project(folder: Path, distribute_mode: str) -> Path:
     (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     set_params(folder, {"train": {"units": 16, "batch_size": 8, "learning_rate": 0.02,
                                   "dropout": DROPOUT, "epochs": EPOCHS, "patience": EPOCHS,
-                                  "val_bleu_images": 6, "seed": 0, "self_critical_epochs": 0, "ensemble": 1,
+                                  "val_bleu_images": 6, "seed": 0,
+                                  "self_critical_epochs": self_critical_epochs,
+                                  "self_critical_learning_rate": 0.01, "ensemble": 1,
                                   "distribute": distribute_mode}})
     return folder
