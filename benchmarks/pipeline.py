@@ -45,7 +45,7 @@ from captioner.core.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
 STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate")
-SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l")
+SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +157,7 @@ def measure(project: Path, logs: Path, seed_seconds: float) -> dict[str, Any]:
           flush=True)
     return {
         **{name: evaluation[name] for name in SCORES},
+        "retrieval_baseline": evaluation["retrieval_baseline"],
         "test_images": len(test),
         "references_per_image": sorted({len(record["captions"]) for record in test}),
         "train_tokens_per_s": stage_speed(project, "train", "train_tokens_per_s"),
@@ -177,8 +178,11 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{stage:<18}{run['wall_s']:>10.1f}{run['cpu_s']:>10.1f}{run['peak_mb']:>10.0f}")
     print(f"{'all stages':<18}{report['total_wall_s']:>10.1f}")
     print(f"\ntest split: {report['test_images']} images, {report['references_per_image']} references "
-          "each (coco-caption scorers)")
+          "each (coco-caption protocol)")
     print("  ".join(f"{name} {report[name]:.4f}" for name in SCORES))
+    baseline = report["retrieval_baseline"]
+    print(f"retrieval baseline (k = {baseline['k']}): "
+          + "  ".join(f"{name} {baseline[name]:.4f}" for name in SCORES))
     speeds = [
         ("train, our scheme", report["train_tokens_per_s"], "target tokens/s"),
         ("train, seed scheme", report["seed_scheme_tokens_per_s"], "target tokens/s"),

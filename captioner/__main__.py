@@ -42,7 +42,7 @@ def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
                             "folder (it decodes as the evaluate stage does) or give --beam-size, "
                             "--length-penalty and --max-length")
     return params.EvaluateParams(**given, batch_size=DECODE_BATCH_SIZE, report_images=0,
-                                 sample_images=1)
+                                 sample_images=1, retrieval_k=[1])  # the last three unused here
 
 
 def run(arguments: argparse.Namespace) -> int:

@@ -79,15 +79,24 @@ def test_stages_print_only_their_own_lines(built_project):
 def test_eval_metrics_are_the_scores_of_the_written_captions(project):
     rows = read_jsonl(project / "data/evaluation/captions.jsonl")
     assert len(rows) == 9 and all(row["image"] not in CORRUPT for row in rows)
-    scores = score_captions({row["image"]: row["caption"] for row in rows},
-                            {row["image"]: row["references"] for row in rows}, java())
+    scored = score_captions(
+        {"model": {row["image"]: row["caption"] for row in rows},
+         "retrieval": {row["image"]: row["retrieval_baseline"] for row in rows}},
+        {row["image"]: row["references"] for row in rows}, java())
+    scores, retrieved = scored["model"], scored["retrieval"]
     written = read_json(project / "metrics/eval.json")
     assert {name: round(value, 5) for name, value in scores.items()} == \
         {name: written[name] for name in scores}
     captions = [row["caption"] for row in rows]
     assert written["distinct_words"] == len({word for caption in captions for word in caption.split()})
     assert written["distinct_captions"] == round(len(set(captions)) / len(captions), 5)
-    assert (project / "data/evaluation/report.html").read_text().count("<figure>") == 4
+    report = (project / "data/evaluation/report.html").read_text()
+    assert report.count("<figure>") == 4 and report.count("<p class='baseline'>retrieval: ") == 4
+    baseline = written["retrieval_baseline"]
+    assert baseline["k"] in yaml.safe_load((project / "params.yaml").read_text())["evaluate"][
+        "retrieval_k"]
+    assert {name: round(value, 5) for name, value in retrieved.items()} == \
+        {name: baseline[name] for name in retrieved}
 
 
 def test_training_logs_every_epoch_numbered_from_one(project):

@@ -46,12 +46,19 @@ def test_test_scores_are_coco_captions_on_ptb_tokens(java_path, monkeypatch):
     cider, _ = Cider().compute_score(truth, result)
     rouge, _ = Rouge().compute_score(truth, result)
     their_meteor, _ = Meteor().compute_score(truth, result)
-    scores = score_captions(HYPOTHESES, REFERENCES, java_path)
+    scores = score_captions({"model": HYPOTHESES}, REFERENCES, java_path)["model"]
     assert [scores[f"bleu{n}"] for n in range(1, 5)] == pytest.approx(bleu)
     assert scores["cider"] == pytest.approx(cider)
     assert scores["rouge_l"] == pytest.approx(rouge)
     assert scores["meteor"] == pytest.approx(their_meteor)
     assert 0.2 < scores["meteor"] < 1.0 and 0.3 < scores["bleu1"] < 1.0
+
+
+def test_captioners_scored_together_score_as_each_alone(java_path):
+    other = {"1.jpg": "a brown dog", "2.jpg": "children in water", "3.jpg": "a cyclist on a road"}
+    together = score_captions({"model": HYPOTHESES, "other": other}, REFERENCES, java_path)
+    assert together["other"] == score_captions({"other": other}, REFERENCES, java_path)["other"]
+    assert together["model"] != together["other"]
 
 
 def test_validation_scores_are_coco_captions_on_the_cleaned_text():
@@ -65,10 +72,11 @@ def test_validation_scores_are_coco_captions_on_the_cleaned_text():
 
 
 def test_a_perfect_caption_scores_one_and_an_empty_one_zero(java_path):
-    perfect = score_captions({"1.jpg": "a dog runs across the grass"}, REFERENCES, java_path)
+    scored = score_captions({"perfect": {"1.jpg": "a dog runs across the grass"},
+                             "empty": {"1.jpg": ""}}, REFERENCES, java_path)
+    perfect, empty = scored["perfect"], scored["empty"]
     assert perfect["bleu4"] == pytest.approx(1.0) and perfect["meteor"] == pytest.approx(1.0, abs=0.01)
     assert perfect["rouge_l"] == pytest.approx(1.0)
-    empty = score_captions({"1.jpg": ""}, REFERENCES, java_path)
     assert empty["bleu1"] == pytest.approx(0.0) and empty["rouge_l"] == 0.0
     assert empty["meteor"] == 0.0
 

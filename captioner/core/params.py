@@ -156,6 +156,9 @@ class EvaluateParams:
     sample_images: Annotated[
         Positive | Annotated[list[str], Field(min_length=1), AfterValidator(_distinct)],
         Field(description="a count >= 1 or a non-empty list of distinct image ids (strings)")]
+    retrieval_k: Annotated[list[Positive], Field(min_length=1), AfterValidator(_distinct),
+                           Field(description="the retrieval baseline's candidate numbers of "
+                                             "neighbours, distinct; validation CIDEr picks one")]
 
 
 SECTIONS = {

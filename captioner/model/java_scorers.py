@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pycocoevalcap.tokenizer.ptbtokenizer as ptb
@@ -50,7 +50,8 @@ def java() -> str:
                         "runtime")
 
 
-def ptb_tokenize(captions: Mapping[str, Sequence[str]], java_path: str) -> dict[str, list[str]]:
+def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]],
+                 java_path: str) -> dict[Hashable, list[str]]:
     """Each caption lowercased and split by the PTB tokenizer, punctuation tokens dropped, as
     coco-caption tokenizes before scoring."""
     keys = [key for key, texts in captions.items() for _ in texts]
@@ -62,7 +63,7 @@ def ptb_tokenize(captions: Mapping[str, Sequence[str]], java_path: str) -> dict[
     if done.returncode != 0 or len(tokenized) != len(lines):
         raise PipelineError(f"the PTB tokenizer failed (exit {done.returncode}): "
                             f"{done.stderr.strip()[-300:]}")
-    result: dict[str, list[str]] = {key: [] for key in captions}
+    result: dict[Hashable, list[str]] = {key: [] for key in captions}
     for key, line in zip(keys, tokenized, strict=True):
         result[key].append(" ".join(word for word in line.split() if word not in ptb.PUNCTUATIONS))
     return result
@@ -79,15 +80,16 @@ def _java_first_on_path(java_path: str) -> Iterator[None]:
         os.environ["PATH"] = saved
 
 
-def meteor(truth: Mapping[str, list[str]], result: Mapping[str, list[str]],
-           java_path: str) -> float:
-    """Corpus METEOR 1.5 (English, normalised) of one tokenized caption per image."""
+def meteor(truth: Mapping[str, list[str]], results: Mapping[str, Mapping[str, list[str]]],
+           java_path: str) -> dict[str, float]:
+    """Corpus METEOR 1.5 (English, normalised) of each of `results` (one tokenized caption per
+    image) against `truth`, in one METEOR process."""
     with _java_first_on_path(java_path):
         scorer = Meteor()
     try:
-        score, _ = scorer.compute_score(dict(truth), dict(result))
+        return {name: float(scorer.compute_score(dict(truth), dict(result))[0])
+                for name, result in results.items()}
     finally:
         scorer.meteor_p.stdin.close()
         scorer.meteor_p.kill()
         scorer.meteor_p.wait()
-    return float(score)

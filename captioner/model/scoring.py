@@ -19,6 +19,8 @@ from captioner.core.text import clean
 from captioner.model.java_scorers import meteor, ptb_tokenize
 
 Captions = dict[str, list[str]]
+# The key of the references among the texts tokenized together.
+REFERENCES = "references"
 
 
 def _check_references(hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> None:
@@ -53,16 +55,28 @@ def _bleu_and_cider(truth: Captions, result: Captions) -> dict[str, float]:
 
 
 def score_captions(
-    hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]], java_path: str
-) -> dict[str, float]:
-    """Scores one generated caption per image against all its references, as coco-caption does:
-    PTB-tokenized, then BLEU-1..4, METEOR, ROUGE-L and CIDEr."""
-    _check_references(hypotheses, references)
-    images = sorted(hypotheses)
-    truth = ptb_tokenize({image: references[image] for image in images}, java_path)
-    result = ptb_tokenize({image: [hypotheses[image]] for image in images}, java_path)
-    return {**_bleu_and_cider(truth, result), "meteor": meteor(truth, result, java_path),
-            "rouge_l": _rouge_l(truth, result)}
+    captioners: Mapping[str, Mapping[str, str]], references: Mapping[str, Sequence[str]],
+    java_path: str,
+) -> dict[str, dict[str, float]]:
+    """Scores each captioner's captions (one per image; every captioner captions the same images)
+    against all the images' references, as coco-caption does: PTB-tokenized, then BLEU-1..4,
+    METEOR, ROUGE-L and CIDEr. One tokenizer run and one METEOR process serve them all."""
+    images = sorted(next(iter(captioners.values())))
+    for name, hypotheses in captioners.items():
+        if sorted(hypotheses) != images:
+            raise ValueError(f"{name} captions other images than {next(iter(captioners))}")
+        _check_references(hypotheses, references)
+    texts: dict[tuple[str, str], Sequence[str]] = {
+        (REFERENCES, image): references[image] for image in images}
+    texts.update({(name, image): [hypotheses[image]] for name, hypotheses in captioners.items()
+                  for image in images})
+    tokenized = ptb_tokenize(texts, java_path)
+    truth = {image: tokenized[REFERENCES, image] for image in images}
+    results = {name: {image: tokenized[name, image] for image in images} for name in captioners}
+    meteors = meteor(truth, results, java_path)
+    return {name: {**_bleu_and_cider(truth, result), "meteor": meteors[name],
+                   "rouge_l": _rouge_l(truth, result)}
+            for name, result in results.items()}
 
 
 def validation_scores(

@@ -1,5 +1,6 @@
 """The evaluate stage's work: the published model's beam-search captions of every test image, their
-coco-caption scores and diversity, the report and the epoch table.
+coco-caption scores and diversity, the retrieval baseline's captions and scores beside them, the
+report and the epoch table.
 
 Writes data/evaluation (captions.jsonl, report.html, samples.md) and data/sample_plots, each
 replaced at once, and returns the metrics, the headline scores (BLEU-4, CIDEr) first, so that
@@ -22,6 +23,7 @@ from captioner.model.scoring import diversity, score_captions
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
 from captioner.reporting.epoch_table import EpochTable, build_epoch_table, choose_samples
 from captioner.reporting.report import render_report, render_samples_markdown
+from captioner.reporting.retrieval import RetrievalBaseline, choose_k
 from captioner.reporting.sample_plots import write_sample_plots
 
 HEADLINE = ("bleu4", "cider", "meteor")
@@ -43,39 +45,57 @@ def caption_test_split(trained: CaptionModel, test: Split,
     return hypotheses, len(images) / seconds
 
 
-def write_pages(rows: list[dict[str, Any]], scores: dict[str, float], table: EpochTable,
-                config: EvaluateParams) -> None:
+def write_pages(rows: list[dict[str, Any]], scores: dict[str, float], baseline: dict[str, Any],
+                table: EpochTable, config: EvaluateParams) -> None:
     """data/evaluation's captions, report and Markdown epoch table, and the sample plots."""
     with atomic_path(EVALUATION) as folder:
         folder.mkdir()
         write_jsonl(folder / "captions.jsonl", rows)
         (folder / "report.html").write_text(
-            render_report(rows[:config.report_images], RAW_IMAGES, scores, table), encoding="utf-8")
+            render_report(rows[:config.report_images], RAW_IMAGES, scores, baseline, table),
+            encoding="utf-8")
         (folder / "samples.md").write_text(render_samples_markdown(table), encoding="utf-8")
     with atomic_path(SAMPLE_PLOTS) as folder:
         write_sample_plots(table, RAW_IMAGES, folder)
 
 
+def rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 5) for name, value in scores.items()}
+
+
+def retrieval_baseline(splits: dict[str, Split], config: EvaluateParams) -> tuple[int, list[str]]:
+    """The k chosen on validation, and the retrieval baseline's caption of every test image."""
+    baseline = RetrievalBaseline(splits["train"])
+    k = choose_k(baseline, splits["val"], config.retrieval_k).k
+    return k, baseline.caption(splits["test"].features, [k])[k]
+
+
 def evaluate_test_split(config: EvaluateParams) -> tuple[dict[str, Any], dict[str, float]]:
     """Captions, scores and writes the pages; returns the metrics and the decoding speed."""
     java_path = java()  # before decoding: a run that cannot be scored stops at once
-    test = load_split("test", load_features())
+    features = load_features()
+    splits = {name: load_split(name, features) for name in ("train", "val", "test")}
+    test = splits["test"]
     warn_without_features({"test": test})
     sample_rows = choose_samples(config.sample_images, test)
     hypotheses, images_per_s = caption_test_split(load_model(BEST_MODEL), test, config)
     images = list(hypotheses)  # the test split's order
     references = {record["image"]: record["captions"] for record in test.records}
-    scores = score_captions(hypotheses, references, java_path)
-    rows = [{"image": image, "caption": hypotheses[image], "references": references[image]}
-            for image in images]
+    k, retrieved = retrieval_baseline(splits, config)
+    scored = score_captions({"model": hypotheses, "retrieval": dict(zip(images, retrieved, strict=True))},
+                            references, java_path)
+    scores, baseline = scored["model"], {"k": k, **rounded(scored["retrieval"])}
+    rows = [{"image": image, "caption": hypotheses[image], "retrieval_baseline": retrieved[row],
+             "references": references[image]} for row, image in enumerate(images)]
     table = build_epoch_table([images[row] for row in sample_rows], test.features[sample_rows], config)
-    write_pages(rows, scores, table, config)
+    write_pages(rows, scores, baseline, table, config)
     ordered = {name: scores[name] for name in HEADLINE} | scores
     metrics = {
-        **{name: round(value, 5) for name, value in ordered.items()},
-        **{name: round(value, 5) for name, value in diversity(list(hypotheses.values())).items()},
+        **rounded(ordered),
+        **rounded(diversity(list(hypotheses.values()))),
         "test_images": len(images),
         "test_images_without_features": len(test.without_features),
         "beam_size": config.beam_size,
+        "retrieval_baseline": baseline,
     }
     return metrics, {"decode_images_per_s": round(images_per_s, 2)}

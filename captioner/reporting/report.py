@@ -18,6 +18,7 @@ STYLE = (
     "body{font-family:sans-serif;margin:2em}figure{display:inline-block;"
     "vertical-align:top;width:300px;margin:0 1em 2em 0}figure img{width:300px}"
     "ol{padding-left:1.2em;color:#555;font-size:.9em}"
+    ".baseline{color:#555;font-style:italic;margin:.3em 0}"
     "table.epochs{border-collapse:collapse;font-size:.9em}"
     ".scroll{overflow-x:auto}"
     ".epochs th,.epochs td{border:1px solid #ccc;padding:4px 6px;vertical-align:top;max-width:140px}"
@@ -28,10 +29,12 @@ STYLE = (
 
 
 def render_report(rows: list[dict[str, Any]], images: Path, scores: dict[str, float],
-                  table: EpochTable) -> str:
-    """HTML with the epoch table, then each of `rows`' images embedded with its generated caption
-    and its references."""
+                  baseline: dict[str, Any], table: EpochTable) -> str:
+    """HTML with the epoch table, then each of `rows`' images embedded with its generated caption,
+    the retrieval baseline's caption and its references."""
     header = " · ".join(f"{name} {value:.3f}" for name, value in scores.items())
+    baseline_header = " · ".join(f"{name} {value:.3f}" for name, value in baseline.items()
+                                 if name != "k")
     cards = []
     for row in rows:
         data = base64.b64encode((images / row["image"]).read_bytes()).decode("ascii")
@@ -39,12 +42,15 @@ def render_report(rows: list[dict[str, Any]], images: Path, scores: dict[str, fl
         cards.append(
             f'<figure><img src="data:image/jpeg;base64,{data}" alt="{html.escape(row["image"])}">'
             f"<figcaption><b>{html.escape(row['caption'])}</b>"
+            f"<p class='baseline'>retrieval: {html.escape(row['retrieval_baseline'])}</p>"
             f"<ol>{references}</ol><small>{html.escape(row['image'])}</small></figcaption></figure>"
         )
     return (
         f"<!doctype html><meta charset='utf-8'><title>Caption report</title><style>{STYLE}</style>"
         f"<h1>Captions by epoch</h1>{epoch_table_html(table, images)}"
-        f"<h1>Generated captions on test images</h1><p>{html.escape(header)}</p>"
+        f"<h1>Generated captions on test images</h1><p>model: {html.escape(header)}</p>"
+        f"<p>retrieval baseline (the consensus caption of the {baseline['k']} nearest training "
+        f"images, no decoder): {html.escape(baseline_header)}</p>"
         + "".join(cards)
     )
 

@@ -26,7 +26,7 @@ from tests.helpers.datasets import COLOURS, SHAPES, draw
 from tests.helpers.training import tiny_config
 
 SETTINGS = params.EvaluateParams(beam_size=3, max_length=8, length_penalty=0.5, batch_size=64,
-                                 report_images=0, sample_images=1)
+                                 report_images=0, sample_images=1, retrieval_k=[1])
 VOCABULARY = [*SPECIAL_TOKENS, "a", *COLOURS, *SHAPES]
 CNN_BATCH = 4
 
