@@ -17,10 +17,10 @@ from tests.helpers.datasets import CORRUPT_BYTES
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
     reason="needs Debian's chromium and chromium-driver (`apt-get install chromium "
-           "chromium-driver`; .ci/run installs them)")
+           "chromium-driver`; .ci/run installs them)")]
 WAIT_S = 60
 
 

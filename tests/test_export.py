@@ -16,6 +16,8 @@ from captioner.inference.export import export
 from tests.helpers.datasets import jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, trained_model
 
+pytestmark = pytest.mark.slow
+
 # Run with `python -I` in an empty folder: no PYTHONPATH, no user site, no project on sys.path.
 LOAD_AND_CAPTION = """
 import json, sys

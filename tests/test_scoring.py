@@ -29,6 +29,7 @@ def java_path():
     return java()
 
 
+@pytest.mark.slow
 def test_the_ptb_tokenizer_gives_pycocoevalcaps_tokens(java_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{java_scorers.Path(java_path).parent}:/usr/bin:/bin")
     theirs = PTBTokenizer().tokenize({key: [{"caption": text} for text in texts]
@@ -37,6 +38,7 @@ def test_the_ptb_tokenizer_gives_pycocoevalcaps_tokens(java_path, monkeypatch):
     assert theirs["2.jpg"][1] == "kids splash in a pool 's shallow end"
 
 
+@pytest.mark.slow
 def test_test_scores_are_coco_captions_on_ptb_tokens(java_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{java_scorers.Path(java_path).parent}:/usr/bin:/bin")
     tokenizer = PTBTokenizer()
@@ -54,6 +56,7 @@ def test_test_scores_are_coco_captions_on_ptb_tokens(java_path, monkeypatch):
     assert 0.2 < scores["meteor"] < 1.0 and 0.3 < scores["bleu1"] < 1.0
 
 
+@pytest.mark.slow
 def test_captioners_scored_together_score_as_each_alone(java_path):
     other = {"1.jpg": "a brown dog", "2.jpg": "children in water", "3.jpg": "a cyclist on a road"}
     together = score_captions({"model": HYPOTHESES, "other": other}, REFERENCES, java_path)
@@ -71,6 +74,7 @@ def test_validation_scores_are_coco_captions_on_the_cleaned_text():
         {"bleu4": bleu[3], "cider": cider})
 
 
+@pytest.mark.slow
 def test_a_perfect_caption_scores_one_and_an_empty_one_zero(java_path):
     scored = score_captions({"perfect": {"1.jpg": "a dog runs across the grass"},
                              "empty": {"1.jpg": ""}}, REFERENCES, java_path)
