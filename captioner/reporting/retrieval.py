@@ -38,10 +38,10 @@ class RetrievalBaseline:
 
     def __init__(self, train: Split) -> None:
         self.captions = [caption for record in train.records for caption in record["captions"]]
-        self.owners = np.repeat(np.arange(len(train.records)),
-                                [len(record["captions"]) for record in train.records])
-        first = np.concatenate([[0], np.cumsum([len(r["captions"]) for r in train.records])])
-        self._caption_rows = [np.arange(first[i], first[i + 1]) for i in range(len(train.records))]
+        # Each training image's rows among the captions.
+        ends = np.cumsum([len(record["captions"]) for record in train.records])
+        self._caption_rows = [np.arange(end - len(record["captions"]), end)
+                              for record, end in zip(train.records, ends, strict=True)]
         self.vectors = TfidfVectorizer(preprocessor=_cleaned, token_pattern=r"\S+",
                                        ngram_range=(1, 4)).fit_transform(self.captions)
         self.neighbours = NearestNeighbors(metric="cosine").fit(train.features)
