@@ -61,8 +61,8 @@ def test_every_bad_key_is_reported_at_once_one_line_each(tmp_path):
         load_with(tmp_path, "train", {"units": 0, "rnn": "cnn", "epochs": "ten", "bogus": 1})
     assert sorted(str(raised.value).splitlines()) == sorted([
         "params.yaml: unknown key train.bogus (known: units, rnn, dropout, train_embedding, "
-        "image_init_state, optimizer, learning_rate, learning_rate_decay, precision, distribute, "
-        "batch_size, epochs, patience, monitor, val_bleu_images, save_every_epoch, "
+        "image_init_state, optimizer, learning_rate, learning_rate_decay, label_smoothing, precision, "
+        "distribute, batch_size, epochs, patience, monitor, val_bleu_images, save_every_epoch, "
         "self_critical_epochs, self_critical_start, self_critical_monitor, "
         "self_critical_learning_rate, self_critical_samples, self_critical_batch_images, "
         "self_critical_max_words, ensemble, seed)",

@@ -121,6 +121,8 @@ class TrainParams:
     optimizer: Literal["adam", "rmsprop", "sgd"]
     learning_rate: Annotated[float, Field(gt=0)]
     learning_rate_decay: Annotated[float, Field(gt=0, le=1)]
+    label_smoothing: Annotated[float, Field(ge=0, lt=1, description=(
+        "the share of each target word's probability spread over the whole vocabulary"))]
     precision: Literal["float32", "mixed_bfloat16"]
     distribute: DistributeMode
     batch_size: Positive

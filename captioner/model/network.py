@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
+
+from captioner.core.text import PAD_ID
 
 
 def build_captioner(
@@ -61,6 +64,38 @@ def build_captioner(
     next_word = layers.Dense(vocab_size, activation="softmax", dtype="float32",
                              name="next_word")(hidden)
     return keras.Model([image_features, caption], next_word, name="merge_captioner")
+
+
+@keras.saving.register_keras_serializable(package="captioner")
+class CaptionLoss(keras.losses.Loss):
+    """The cross-entropy of each next word against the true word smoothed towards the uniform
+    distribution by `label_smoothing` (Szegedy et al. 2016), averaged over the words that are not
+    padding.
+
+    Keras's SparseCategoricalCrossentropy has no label smoothing and CategoricalCrossentropy's needs
+    one-hot targets (a vocabulary-wide row per word). Registered, so the models compiled with it load
+    anywhere this module is imported (every model loader imports it).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "caption_loss", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        targets = tf.cast(y_true, tf.int32)
+        log_probabilities = tf.math.log(tf.clip_by_value(
+            tf.cast(y_pred, tf.float32), keras.config.epsilon(), 1 - keras.config.epsilon()))
+        per_word = -tf.gather(log_probabilities, targets, batch_dims=2)
+        if self.label_smoothing:
+            per_word = ((1 - self.label_smoothing) * per_word
+                        - self.label_smoothing * tf.reduce_mean(log_probabilities, axis=-1))
+        words = tf.cast(targets != PAD_ID, tf.float32)
+        # Under a tf.distribute strategy each replica's share, as Keras's own losses scale theirs.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return tf.reduce_sum(per_word * words) / tf.maximum(tf.reduce_sum(words), 1.0) / replicas
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 ENSEMBLE_NAME = "ensemble_captioner"

@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# Captions are batched with others of similar length so that little of each batch is padding, and
-# padded to their bucket's bound so that the training step is traced for only a few shapes.
-LENGTH_BUCKETS = [10, 13, 16, 20]
+# Captions are batched with others of the same length up to 20 words (most captions: on Flickr8k 1 % of
+# the computed words are padding, against 11 % with buckets of 3 or 4 lengths), longer ones in wider
+# buckets, each padded to its bucket's bound so that the training step sees only these shapes.
+LENGTH_BUCKETS = [*range(8, 21), 24, 28]
 # Batches ready ahead of the training step. The map before batching is a cheap row lookup.
 PREFETCH_BATCHES = 4
 # Under a tf.distribute strategy, each global batch is split between the replicas and, across

@@ -30,7 +30,7 @@ from captioner.core.files import atomic_path, read_json, read_npy, write_json
 from captioner.core.params import TrainParams
 from captioner.model.artifacts import save_model
 from captioner.model.decoding import Decoder
-from captioner.model.network import build_ensemble
+from captioner.model.network import CaptionLoss, build_ensemble
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
 from captioner.training import distribute, loop
 from captioner.training.data import TrainingData, seed_everything
@@ -186,7 +186,7 @@ def publish(config: TrainParams, members: list[Member], progresses: list[Progres
         save(ensemble, folder / paths.BEST_MODEL.name)
         for number, member in enumerate(members, start=1):
             member.run.copy_to(folder / paths.member_folder(number).relative_to(paths.MODELS))
-    ensemble.compile(loss=loop.caption_loss())
+    ensemble.compile(loss=CaptionLoss(config.label_smoothing))
     scores = validation(ensemble, Decoder.from_model(ensemble))
     live.summary["ensemble"] = scores
     return scores

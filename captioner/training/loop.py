@@ -18,10 +18,10 @@ import numpy as np
 
 from captioner.core.params import TrainParams
 from captioner.core.paths import epoch_model_name
-from captioner.core.text import PAD_ID, decode
+from captioner.core.text import decode
 from captioner.model import scoring
 from captioner.model.decoding import Decoder
-from captioner.model.network import build_captioner
+from captioner.model.network import CaptionLoss, build_captioner
 from captioner.training.data import TrainingData, caption_dataset, epoch_seed
 from captioner.training.run_state import CROSS_ENTROPY, SELF_CRITICAL, Progress, RunFolder
 from captioner.training.self_critical import SelfCriticalTrainer
@@ -64,12 +64,7 @@ def compile_for(model: keras.Model, config: TrainParams, phase: str) -> None:
                  if phase == CROSS_ENTROPY
                  else keras.optimizers.Adam(learning_rate=config.self_critical_learning_rate,
                                             name=phase))
-    model.compile(optimizer=optimizer, loss=caption_loss())
-
-
-def caption_loss() -> keras.losses.Loss:
-    """The cross-entropy of each next word, padding left out."""
-    return keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID)
+    model.compile(optimizer=optimizer, loss=CaptionLoss(config.label_smoothing))
 
 
 def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray, feature_dim: int,
