@@ -88,9 +88,9 @@ def validation_scores(
 
 
 def diversity(captions: Sequence[str]) -> dict[str, float | int]:
-    """The share of captions that no other image got word for word, after cleaning, and the number of
-    distinct words used: a captioner that says the same thing to every dog scores well and helps
-    nobody."""
+    """The number of different captions (word for word, after cleaning) over the number of captions,
+    and the number of distinct words used: a captioner that says the same thing to every dog scores
+    well and helps nobody."""
     cleaned = [" ".join(clean(caption)) for caption in captions]
     return {"distinct_captions": len(set(cleaned)) / max(len(cleaned), 1),
             "distinct_words": len({word for caption in cleaned for word in caption.split()})}
