@@ -160,7 +160,9 @@ def test_predict_outside_a_project_needs_the_decoding_flags(project, tmp_path):
                   extra_env=elsewhere)
     assert refused.returncode == 2
     assert refused.stderr.startswith("error: params.yaml: not found in this folder")
-    flags = ["--beam-size", "3", "--length-penalty", "0.5", "--max-length", "30"]
+    decoding = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
+    flags = [f"--{name.replace('_', '-')}={decoding[name]}"
+             for name in ("beam_size", "length_penalty", "max_length")]
     inside = run([*PREDICT, str(image)], project).stdout
     outside = run([*PREDICT, str(image), "--model", model, *flags], tmp_path, extra_env=elsewhere)
     assert outside.stdout == inside
