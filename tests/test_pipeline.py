@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from captioner.core import params
 from captioner.core.files import read_json, read_jsonl
 from captioner.model.java_scorers import java
 from captioner.model.scoring import score_captions
@@ -160,9 +161,9 @@ def test_predict_outside_a_project_needs_the_decoding_flags(project, tmp_path):
                   extra_env=elsewhere)
     assert refused.returncode == 2
     assert refused.stderr.startswith("error: params.yaml: not found in this folder")
-    decoding = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
-    flags = [f"--{name.replace('_', '-')}={decoding[name]}"
-             for name in ("beam_size", "length_penalty", "max_length")]
+    decoding = params.load(params.EvaluateParams, project / "params.yaml")
+    flags = [f"--beam-size={decoding.beam_size}", f"--length-penalty={decoding.length_penalty}",
+             f"--max-length={decoding.max_length}"]
     inside = run([*PREDICT, str(image)], project).stdout
     outside = run([*PREDICT, str(image), "--model", model, *flags], tmp_path, extra_env=elsewhere)
     assert outside.stdout == inside
