@@ -1,8 +1,13 @@
-"""Keeps TensorFlow's start-up notices off the terminal; real warnings and errors still show.
+"""Keeps TensorFlow's notices off the terminal; real warnings and errors still show.
 
 TensorFlow's C++ side prints INFO notices (oneDNN, CPU instructions) while it is imported, before
 its logging honours TF_CPP_MIN_LOG_LEVEL, straight to file descriptor 2. So the import runs with
 that descriptor captured, and the captured lines are replayed without those notices.
+
+Its Python side warns when a graph function is traced often, counting the traces of every function
+made from the same Python code. Decoding (captioner/model/decoding.py) makes graph functions per
+model, and evaluate decodes with every epoch's model, so each trace there is a new model's first
+and the warning a false alarm; it is dropped for those functions alone.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -20,6 +26,9 @@ from collections.abc import Iterator
 
 NOTICE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called|"
                     rb"I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] )")
+# The frequent-tracing warning about a function of captioner/model/decoding.py.
+DECODING_RETRACED = re.compile(r"calls to <function (Decoder\.__init__|compiled)\.<locals>\.\w+ at "
+                               r"0x[0-9a-f]+> triggered tf\.function retracing")
 
 
 @contextlib.contextmanager
@@ -65,8 +74,16 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _not_decoding_retraced(record: logging.LogRecord) -> bool:
+    return not DECODING_RETRACED.search(record.getMessage())
+
+
 def install() -> None:
-    """Makes the first import of TensorFlow in this process a quiet one."""
+    """Makes the first import of TensorFlow in this process a quiet one, and its decoding's
+    frequent-tracing warnings silent."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    tensorflow_log = logging.getLogger("tensorflow")
+    if _not_decoding_retraced not in tensorflow_log.filters:
+        tensorflow_log.addFilter(_not_decoding_retraced)
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _QuietTensorFlowFinder())

@@ -1,7 +1,7 @@
 """Caption generation: beam search batched across images (beam size 1 is greedy decoding).
 
 The search is TensorFlow ops in one graph, so the same function decodes for evaluate and predict
-and inside the exported SavedModel (captioner/serving/export.py).
+and inside the exported SavedModel (captioner/inference/export.py).
 """
 
 from __future__ import annotations
