@@ -16,7 +16,8 @@ import tensorflow as tf
 # Captions are batched with others of similar length so that little of each batch is padding (11 %
 # of the computed words on Flickr8k), and padded to their bucket's bound so that the training step is
 # traced for only a few shapes. One length per bucket (1 % padding, faster epochs) trained worse: a
-# higher validation loss at every epoch and lower test scores over three seeds (BENCHMARKS.md).
+# higher validation loss at every epoch, more epochs before early stopping, and test scores no better
+# over three seeds (BENCHMARKS.md).
 LENGTH_BUCKETS = [10, 13, 16, 20]
 # Batches ready ahead of the training step. The map before batching is a cheap row lookup.
 PREFETCH_BATCHES = 4
