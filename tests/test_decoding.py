@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,7 +9,6 @@ import tensorflow as tf
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
 from captioner.model.decoding import Decoder
 from captioner.model.network import build_captioner
-from tests.helpers.project import ROOT, run
 
 VOCAB_SIZE = 12
 
@@ -101,10 +98,3 @@ def test_length_penalty_favours_longer_captions():
     assert decoder.caption_ids(features, beam_size=2, max_length=3) == [[]]
     # [w w w] (cut at max_length) has log-probability -0.90, -0.30 per word, against -0.69 for [].
     assert decoder.caption_ids(features, beam_size=2, max_length=3, length_penalty=1.0) == [[4, 4, 4]]
-
-
-def test_decoding_with_every_epochs_model_warns_of_no_retracing_but_other_functions_still_do():
-    result = run([sys.executable, "-m", "tests.scripts.decode_many_models"], ROOT)
-    assert [line for line in result.stderr.splitlines() if "retracing" in line] != []
-    assert "retraced_elsewhere" in result.stderr and "Decoder" not in result.stderr
-    assert "compiled" not in result.stderr

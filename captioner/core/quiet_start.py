@@ -2,7 +2,8 @@
 
 TensorFlow's C++ side prints INFO notices (oneDNN, CPU instructions) while it is imported, before
 its logging honours TF_CPP_MIN_LOG_LEVEL, straight to file descriptor 2. So the import runs with
-that descriptor captured, and the captured lines are replayed without those notices.
+that descriptor captured, and the captured lines are replayed without those notices;
+`notices_dropped` does the same around any other block that prints them.
 
 Its Python side warns when a graph function is traced often, counting the traces of every function
 made from the same Python code. Decoding (captioner/model/decoding.py) makes graph functions per
@@ -25,7 +26,9 @@ import types
 from collections.abc import Iterator
 
 NOTICE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called|"
-                    rb"I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] )")
+                    rb"I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] |"
+                    # Logged as an error, but says only that a boolean op runs without oneDNN.
+                    rb"E\d{4} [\d:.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms )")
 # The frequent-tracing warning about a function of captioner/model/decoding.py.
 DECODING_RETRACED = re.compile(r"calls to <function (Decoder\.__init__|compiled)\.<locals>\.\w+ at "
                                r"0x[0-9a-f]+> triggered tf\.function retracing")
