@@ -85,8 +85,6 @@ def install() -> None:
     """Makes the first import of TensorFlow in this process a quiet one, and its decoding's
     frequent-tracing warnings silent."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    tensorflow_log = logging.getLogger("tensorflow")
-    if _not_decoding_retraced not in tensorflow_log.filters:
-        tensorflow_log.addFilter(_not_decoding_retraced)
+    logging.getLogger("tensorflow").addFilter(_not_decoding_retraced)  # once: addFilter skips a repeat
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
