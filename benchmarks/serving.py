@@ -34,7 +34,7 @@ quiet_start.install()
 from captioner.core import params, paths  # noqa: E402
 from captioner.core.files import read_jsonl  # noqa: E402
 from captioner.inference.captioning import ImageCaptioner  # noqa: E402
-from tests.helpers.serving import free_port  # noqa: E402
+from tests.helpers.network import free_port  # noqa: E402
 
 
 def resident_mb(pid: int) -> float:
@@ -47,7 +47,8 @@ def resident_mb(pid: int) -> float:
 
 def offline_rate(images: list[Path]) -> float:
     """Images/s of predict's work on `images` in this process: CNN features, then beam search."""
-    captioner = ImageCaptioner(paths.BEST_MODEL, params.load(params.EvaluateParams))
+    config = params.load(params.EvaluateParams)
+    captioner = ImageCaptioner(paths.BEST_MODEL, config.decoding, config.batch_size)
     captioner.caption_features(captioner.extractor.extract(images[:8]).features)  # traced once
     started = time.perf_counter()
     captioner.caption_features(captioner.extractor.extract(images).features)

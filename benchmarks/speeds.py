@@ -2,10 +2,9 @@
 seed's training scheme (benchmarks/seed_scheme.py), the feature CNN's raw forward pass on
 in-memory pixels (benchmarks/features.py) and greedy decoding of the test images.
 
-Decoding is timed as the evaluate stage times its beam search: after a first short call that
-traces the graph functions, over all test images with the evaluate params' batch size and maximum
-length. Prints
-one line per figure and, as its last line, the figures as one JSON object.
+Decoding is timed as the evaluate stage times its beam search (Decoder.timed_captions), over all
+test images with the evaluate params' settings but a beam of one. Prints one line per figure and,
+as its last line, the figures as one JSON object.
 
     python benchmarks/speeds.py --project DIR [--seed-seconds 60]
 """
@@ -13,9 +12,9 @@ one line per figure and, as its last line, the figures as one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ quiet_start.install()
 from captioner.core import params  # noqa: E402
 from captioner.core.errors import run_stage  # noqa: E402
 from captioner.core.image_files import list_images  # noqa: E402
-from captioner.core.paths import BEST_MODEL, CAPTIONS, FEATURES, RAW_IMAGES  # noqa: E402
+from captioner.core.paths import BEST_MODEL, FEATURES, RAW_IMAGES, split_file  # noqa: E402
 from captioner.model.artifacts import load_model  # noqa: E402
 from captioner.model.decoding import Decoder  # noqa: E402
 from captioner.model.splits import load_features, load_split  # noqa: E402
@@ -40,13 +39,11 @@ def greedy_decode_images_per_s(project: Path) -> float:
     """Test images captioned per second by the trained model with beam size 1."""
     config = params.load(params.EvaluateParams, project / "params.yaml")
     trained = load_model(project / BEST_MODEL)
-    test = load_split("test", load_features(project / FEATURES), project / CAPTIONS)
-    decoder = Decoder.from_model(trained.model)
-    decoder.caption_ids(test.features[:config.batch_size], 1, max_length=2)
-    started = time.perf_counter()
-    decoder.caption_ids(test.features, 1, config.max_length, config.length_penalty,
-                        config.batch_size)
-    return len(test.records) / (time.perf_counter() - started)
+    test = load_split(project / split_file("test"), load_features(project / FEATURES))
+    _, images_per_s = Decoder.from_model(trained.model).timed_captions(
+        test.features, dataclasses.replace(config.decoding, beam_size=1), trained.vocabulary,
+        config.batch_size)
+    return images_per_s
 
 
 def raw_forward_images_per_s(project: Path) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.paths import BEST_MODEL, PARAMS_FILE
+from captioner.inference.limits import ServiceLimits
 
 # Images decoded together outside a project, where no evaluate params say; it changes only speed.
 DECODE_BATCH_SIZE = 64
@@ -27,8 +28,9 @@ DECODING_FLAGS = (("--beam-size", int, "1 is greedy"),
                   ("--max-length", int, "most words"))
 
 
-def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
-    """The evaluate params of the project in the current folder, overridden by the given flags.
+def decoding_settings(arguments: argparse.Namespace) -> tuple[params.DecodingSettings, int]:
+    """The decoding settings and batch size of the evaluate params of the project in the current
+    folder, the settings overridden by the given flags.
 
     Without a params.yaml here, all three decoding flags must be given.
     """
@@ -36,23 +38,23 @@ def decoding_settings(arguments: argparse.Namespace) -> params.EvaluateParams:
              "max_length": arguments.max_length}
     given = {key: value for key, value in flags.items() if value is not None}
     if PARAMS_FILE.is_file():
-        return dataclasses.replace(params.load(params.EvaluateParams), **given)
+        evaluate = params.load(params.EvaluateParams)
+        return dataclasses.replace(evaluate.decoding, **given), evaluate.batch_size
     if len(given) < len(flags):
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run in the project "
                             "folder (it decodes as the evaluate stage does) or give --beam-size, "
                             "--length-penalty and --max-length")
-    return params.EvaluateParams(**given, batch_size=DECODE_BATCH_SIZE, report_images=0,
-                                 sample_images=1, retrieval_k=[1])  # the last three unused here
+    return params.DecodingSettings(**given), DECODE_BATCH_SIZE
 
 
 def run(arguments: argparse.Namespace) -> int:
     """Runs the chosen command; returns its exit code."""
-    settings = decoding_settings(arguments)
+    settings, batch_size = decoding_settings(arguments)
     if arguments.command == "predict":
         from captioner.inference.predict import predict
-        return predict(arguments.images, arguments.model, settings, arguments.json)
+        return predict(arguments.images, arguments.model, settings, batch_size, arguments.json)
     from captioner.inference.captioning import ImageCaptioner
-    captioner = ImageCaptioner(arguments.model, settings)
+    captioner = ImageCaptioner(arguments.model, settings, batch_size)
     if arguments.command == "export":
         from captioner.inference.export import export
         export(captioner, str(arguments.out))
@@ -61,7 +63,7 @@ def run(arguments: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
-    from captioner.inference.service import ServiceLimits, create_app
+    from captioner.inference.service import create_app
     limits = ServiceLimits(max_upload_bytes=int(arguments.max_upload_mb * 1024 * 1024),
                            max_queue=arguments.queue, batch_window_s=arguments.batch_window_ms / 1000)
     print(f"serving {arguments.model} at http://{arguments.host}:{arguments.port}/ (Ctrl+C stops)",
@@ -81,11 +83,12 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve captions over HTTP, with a web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0,
+    serve.add_argument("--max-upload-mb", type=float,
+                       default=ServiceLimits.max_upload_bytes / (1024 * 1024),
                        help="largest image upload; larger ones get 413 (default: %(default)s)")
-    serve.add_argument("--queue", type=int, default=64,
+    serve.add_argument("--queue", type=int, default=ServiceLimits.max_queue,
                        help="most requests waiting; more get 503 (default: %(default)s)")
-    serve.add_argument("--batch-window-ms", type=float, default=20.0,
+    serve.add_argument("--batch-window-ms", type=float, default=ServiceLimits.batch_window_s * 1000,
                        help="how long a batch may wait for requests on their way "
                             "(default: %(default)s)")
     export = commands.add_parser("export", help="write a TensorFlow SavedModel: image bytes in, "

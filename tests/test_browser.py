@@ -12,7 +12,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from captioner.inference.captioning import ImageCaptioner
-from captioner.inference.service import ServiceLimits, create_app
+from captioner.inference.limits import ServiceLimits
+from captioner.inference.service import create_app
 from tests.helpers.datasets import CORRUPT_BYTES
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 

@@ -1,4 +1,5 @@
-"""Beam search: greedy equivalence, finding a better sequence than greedy, batching invariance."""
+"""Beam search: greedy equivalence, finding a better sequence than greedy, batching invariance; and
+the sampler of self-critical training: real words, one end token, then padding."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from captioner.core.params import DecodingSettings
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
-from captioner.model.decoding import Decoder
+from captioner.model.decoding import Decoder, sample_captions
 from captioner.model.network import build_captioner
 
 VOCAB_SIZE = 12
@@ -46,15 +48,16 @@ def reference_greedy(model, features, max_length):
 
 def test_beam_one_equals_greedy_over_the_training_graph(model):
     features = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
-    decoded = Decoder.from_model(model).caption_ids(features, beam_size=1, max_length=8)
+    decoded = Decoder.from_model(model).caption_ids(features, DecodingSettings(1, max_length=8))
     assert decoded == reference_greedy(model, features, max_length=8)
 
 
 def test_batched_decoding_equals_one_image_at_a_time(model):
     features = np.random.default_rng(2).normal(size=(7, 5)).astype(np.float32)
     decoder = Decoder.from_model(model)
-    together = decoder.caption_ids(features, beam_size=3, max_length=8, batch_size=7)
-    alone = [decoder.caption_ids(features[i:i + 1], beam_size=3, max_length=8)[0] for i in range(7)]
+    together = decoder.caption_ids(features, DecodingSettings(3, max_length=8), batch_size=7)
+    alone = [decoder.caption_ids(features[i:i + 1], DecodingSettings(3, max_length=8))[0]
+             for i in range(7)]
     assert together == alone
 
 
@@ -80,13 +83,13 @@ def test_beam_search_finds_a_more_probable_sequence_than_greedy():
         4: {END_ID: 1.0},
     })
     features = np.zeros((1, 1), np.float32)
-    assert decoder.caption_ids(features, beam_size=1, max_length=5) == [[5, 4]]
-    assert decoder.caption_ids(features, beam_size=2, max_length=5) == [[4]]
+    assert decoder.caption_ids(features, DecodingSettings(1, max_length=5)) == [[5, 4]]
+    assert decoder.caption_ids(features, DecodingSettings(2, max_length=5)) == [[4]]
 
 
 def test_the_unknown_word_is_never_generated():
     decoder = markov_decoder({START_ID: {UNK_ID: 0.9, 4: 0.1}, 4: {END_ID: 1.0}})
-    assert decoder.caption_ids(np.zeros((1, 1), np.float32), beam_size=2, max_length=3) == [[4]]
+    assert decoder.caption_ids(np.zeros((1, 1), np.float32), DecodingSettings(2, max_length=3)) == [[4]]
 
 
 def test_length_penalty_favours_longer_captions():
@@ -95,6 +98,43 @@ def test_length_penalty_favours_longer_captions():
         4: {4: 0.9, END_ID: 0.1},
     })
     features = np.zeros((1, 1), np.float32)
-    assert decoder.caption_ids(features, beam_size=2, max_length=3) == [[]]
+    assert decoder.caption_ids(features, DecodingSettings(2, max_length=3)) == [[]]
     # [w w w] (cut at max_length) has log-probability -0.90, -0.30 per word, against -0.69 for [].
-    assert decoder.caption_ids(features, beam_size=2, max_length=3, length_penalty=1.0) == [[4, 4, 4]]
+    assert decoder.caption_ids(features, DecodingSettings(2, 3, length_penalty=1.0)) == [[4, 4, 4]]
+
+
+# Sampling, self-critical training's decoder.
+
+def fixed_step_model(vocab: int, ends_after: int):
+    """An encoder and step function whose next-word distribution is uniform over every token but the
+    end token for `ends_after` steps, then all on the end token."""
+    def encode(features):
+        return [features, np.zeros((len(features), 1), np.float32)]
+
+    def step(projected, previous, count):
+        probabilities = np.full((len(previous), 1, vocab), 1.0, np.float32)
+        probabilities[:, :, END_ID] = 0.0
+        if count[0, 0] >= ends_after:
+            probabilities[:] = 0.0
+            probabilities[:, :, END_ID] = 1.0
+        return [probabilities, count + 1]
+
+    return encode, step
+
+
+@pytest.mark.parametrize("ends_after", [3, 50])
+def test_sampled_captions_are_real_words_then_one_end_then_padding(ends_after):
+    encode, step = fixed_step_model(vocab=12, ends_after=ends_after)
+    features = np.zeros((4, 2), np.float32)
+    words = sample_captions(encode, step, features, samples=3, max_words=10,
+                            rng=np.random.default_rng(7))
+    again = sample_captions(encode, step, features, samples=3, max_words=10,
+                            rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(words, again)
+    assert words.shape == (12, 10)
+    for row in words:
+        body = row[:min(ends_after, 10)]
+        assert not np.isin(body, [PAD_ID, START_ID, UNK_ID, END_ID]).any()
+        if ends_after < 10:
+            assert row[ends_after] == END_ID and (row[ends_after + 1:] == PAD_ID).all()
+    assert len({tuple(row) for row in words}) > 1, "every sample drew the same caption"

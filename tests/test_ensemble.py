@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from captioner.core.files import read_json, read_jsonl
+from captioner.core.params import DecodingSettings
 from captioner.model.artifacts import load_model
 from captioner.model.decoding import Decoder
 from captioner.model.network import build_captioner, build_ensemble, decoding_models, ensemble_members
@@ -61,8 +62,9 @@ def test_an_ensemble_of_one_model_twice_captions_as_the_model_alone():
     twice = build_ensemble([model, captioner(3)])
     features = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
     for beam_size in (1, 3):
-        assert (Decoder.from_model(twice).caption_ids(features, beam_size, 8, 0.5)
-                == Decoder.from_model(model).caption_ids(features, beam_size, 8, 0.5))
+        settings = DecodingSettings(beam_size, 8, 0.5)
+        assert (Decoder.from_model(twice).caption_ids(features, settings)
+                == Decoder.from_model(model).caption_ids(features, settings))
 
 
 @pytest.fixture(scope="module")

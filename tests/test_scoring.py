@@ -1,8 +1,10 @@
 """The score wrappers return pycocoevalcap's numbers: the test split's on coco-caption's protocol
-(PTB tokenizer and METEOR in Java), validation's on the project's cleaning."""
+(PTB tokenizer and METEOR in Java), validation's on the project's cleaning; CIDEr-D over a fixed
+corpus, the self-critical reward, is pycocoevalcap's formula."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -11,9 +13,10 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from captioner.core.errors import PipelineError
+from captioner.core.text import clean
 from captioner.model import java_scorers
 from captioner.model.java_scorers import java, ptb_tokenize
-from captioner.model.scoring import diversity, score_captions, validation_scores
+from captioner.model.scoring import CiderD, diversity, score_captions, validation_scores
 
 REFERENCES = {
     "1.jpg": ["A dog runs across the grass.", "A brown dog, running on a lawn!"],
@@ -100,3 +103,40 @@ def test_diversity_counts_distinct_captions_after_cleaning_and_distinct_words():
     captions = ["A dog runs.", "a dog runs", "a cat sleeps", "a dog runs on grass"]
     assert diversity(captions) == {"distinct_captions": 0.75, "distinct_words": 7}
     assert diversity([]) == {"distinct_captions": 0.0, "distinct_words": 0}
+
+
+# CIDEr-D over a fixed corpus, self-critical training's reward.
+
+CORPUS = [
+    ["A dog runs across the grass .", "A brown dog is running on a lawn .", "dog on grass"],
+    ["Two children play in the water .", "Kids splash in a pool ."],
+    ["A man rides a bike down a hill .", "A cyclist goes down the road ."],
+]
+CORPUS_CAPTIONS = ["a dog is running on the grass", "two kids play in the pool", "a man rides a bike"]
+
+
+def test_cider_d_equals_pycocoevalcap_when_both_count_document_frequencies_over_the_same_images():
+    truth = {str(i): [" ".join(clean(text)) for text in refs] for i, refs in enumerate(CORPUS)}
+    result = {str(i): [text] for i, text in enumerate(CORPUS_CAPTIONS)}
+    _, expected = Cider().compute_score(truth, result)
+    reward = CiderD(CORPUS)
+    mine = [reward.score(text, i) for i, text in enumerate(CORPUS_CAPTIONS)]
+    np.testing.assert_allclose(mine, expected, rtol=1e-9)
+
+
+def test_cider_d_prefers_the_right_image_and_scores_nothing_as_zero():
+    reward = CiderD(CORPUS)
+    assert reward.score("a dog runs on the grass", 0) > reward.score("a dog runs on the grass", 1)
+    assert reward.score("", 0) == 0.0
+
+
+def test_cider_d_clips_repeated_words_to_their_count_in_the_references():
+    # A caption that repeats a word gains nothing for the repeats: pycocoevalcap's CIDEr-D clips each
+    # n-gram's count to the reference's (dog dog dog scores below a plain dog caption).
+    repeated, plain = "dog dog dog on the grass", "a dog on the grass"
+    truth = {str(i): [" ".join(clean(text)) for text in refs] for i, refs in enumerate(CORPUS)}
+    _, expected = Cider().compute_score(truth, {"0": [repeated], "1": [CORPUS_CAPTIONS[1]],
+                                                "2": [CORPUS_CAPTIONS[2]]})
+    reward = CiderD(CORPUS)
+    assert reward.score(repeated, 0) == pytest.approx(expected[0], rel=1e-9)
+    assert reward.score(repeated, 0) < reward.score(plain, 0)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
-from captioner.inference.service import PAGE, ServiceLimits, create_app
+from captioner.inference.limits import ServiceLimits
+from captioner.inference.service import PAGE, create_app
 from tests.helpers.datasets import CORRUPT_BYTES, draw, jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 

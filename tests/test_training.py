@@ -8,31 +8,22 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from captioner.core.text import END_ID, PAD_ID, START_ID
+from captioner.core.params import DecodingSettings
+from captioner.core.text import PAD_ID, START_ID
 from captioner.model.artifacts import load_model, save_model
 from captioner.model.decoding import Decoder
 from captioner.model.network import CaptionLoss, build_captioner
 from captioner.training.data import caption_dataset, seed_everything
-
-
-def synthetic_records(count: int):
-    """Image i has feature one-hot(i % 3) and captions made of words 4 + i % 3."""
-    records, features = [], []
-    for i in range(count):
-        word = 4 + i % 3
-        records.append({"image": f"{i}.jpg", "captions": ["x"],
-                        "tokens": [[START_ID, word, word, END_ID], [START_ID, word, END_ID]]})
-        features.append(np.eye(3, dtype=np.float32)[i % 3])
-    return records, np.stack(features)
+from tests.helpers.training import VOCABULARY, records
 
 
 def train_tiny(epochs: int):
     seed_everything(0)
-    records, features = synthetic_records(30)
+    train, features = records(30, shift=0)
     embedding = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
     model = build_captioner(embedding, 3, units=16, rnn="lstm", dropout=0.1, train_embedding=True)
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss=CaptionLoss(label_smoothing=0.1))
-    history = model.fit(caption_dataset(records, features, batch_size=8, shuffle_seed=0),
+    history = model.fit(caption_dataset(train, features, batch_size=8, shuffle_seed=0),
                         epochs=epochs, verbose=0, shuffle=False)
     return model, history.history["loss"], features
 
@@ -40,18 +31,17 @@ def train_tiny(epochs: int):
 def test_loss_decreases_and_the_model_learns_the_captions(tmp_path):
     model, losses, features = train_tiny(epochs=15)
     assert losses[-1] < 0.5 * losses[0]
-    captions = Decoder.from_model(model).caption_ids(features[:3], beam_size=2, max_length=6)
+    captions = Decoder.from_model(model).caption_ids(features[:3], DecodingSettings(2, 6))
     assert [caption[0] for caption in captions] == [4, 5, 6]
 
     path = tmp_path / "model.keras"
-    vocabulary = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]
-    save_model(model, path, vocabulary, {"backbone": "test", "weights": "none", "dim": 3})
+    save_model(model, path, VOCABULARY, {"backbone": "test", "weights": "none", "dim": 3})
     reloaded = load_model(path)
-    assert reloaded.vocabulary == vocabulary
+    assert reloaded.vocabulary == VOCABULARY
     inputs = [features[:3], np.array([[START_ID, 4, 4]] * 3)]
     np.testing.assert_allclose(reloaded.model.predict(inputs, verbose=0),
                                model.predict(inputs, verbose=0), rtol=1e-6)
-    assert Decoder.from_model(reloaded.model).caption_ids(features[:3], 2, 6) == captions
+    assert Decoder.from_model(reloaded.model).caption_ids(features[:3], DecodingSettings(2, 6)) == captions
 
 
 def test_the_caption_loss_leaves_padding_out_and_smooths_towards_uniform():
@@ -82,5 +72,5 @@ def test_mixed_bfloat16_training_learns_and_keeps_float32_probabilities():
     assert losses[-1] < 0.5 * losses[0]
     probabilities = model.predict([features[:3], np.array([[START_ID, 4]] * 3)], verbose=0)
     assert probabilities.dtype == np.float32
-    captions = Decoder.from_model(model).caption_ids(features[:3], beam_size=2, max_length=6)
+    captions = Decoder.from_model(model).caption_ids(features[:3], DecodingSettings(2, 6))
     assert [caption[0] for caption in captions] == [4, 5, 6]

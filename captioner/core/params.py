@@ -145,6 +145,23 @@ class TrainParams:
     seed: int
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodingSettings:
+    """How captions are searched for: beams kept, most words, and the length penalty (beams rank
+    by log-probability over length ** length_penalty; 0 ranks by plain log-probability). Beam size 1
+    is greedy decoding. Evaluate, predict, the service and the export decode with the evaluate
+    params' settings, validation during training greedily."""
+
+    beam_size: int
+    max_length: int
+    length_penalty: float = 0.0
+
+    def describe(self) -> str:
+        """The settings in words, as the epoch table's legend gives them."""
+        search = "greedy" if self.beam_size == 1 else f"beam size {self.beam_size}"
+        return f"{search}, length penalty {self.length_penalty:g}, at most {self.max_length} words"
+
+
 @dataclass(frozen=True, config=SECTION_CONFIG)
 class EvaluateParams:
     """`sample_images` picks the test images captioned by every epoch's model: a count (the first
@@ -161,6 +178,11 @@ class EvaluateParams:
     retrieval_k: Annotated[list[Positive], Field(min_length=1), AfterValidator(_distinct),
                            Field(description="the retrieval baseline's candidate numbers of "
                                              "neighbours, distinct; validation CIDEr picks one")]
+
+    @property
+    def decoding(self) -> DecodingSettings:
+        """The settings every caption of the evaluate stage (and predict's) is decoded with."""
+        return DecodingSettings(self.beam_size, self.max_length, self.length_penalty)
 
 
 SECTIONS = {

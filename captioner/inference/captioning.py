@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from captioner.core.errors import PipelineError
-from captioner.core.params import EvaluateParams
+from captioner.core.params import DecodingSettings
 from captioner.core.text import decode
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import CaptionModel, load_model, model_info_path
@@ -61,28 +61,27 @@ def file_md5(path: Path) -> str:
 
 
 class ImageCaptioner:
-    """A trained model with its CNN, decoding with the given evaluate settings."""
+    """A trained model with its CNN, decoding with the given settings, `batch_size` images at once."""
 
-    def __init__(self, model_path: Path, settings: EvaluateParams) -> None:
+    def __init__(self, model_path: Path, settings: DecodingSettings, batch_size: int = 64) -> None:
         self.trained = load_model(model_path)
         self.extractor = model_extractor(self.trained, model_path)
         self.decoder = Decoder.from_model(self.trained.model)
-        self.settings = settings
+        self.settings, self.batch_size = settings, batch_size
         self.identity = {"path": str(model_path), "md5": file_md5(model_path)}
 
     def caption_features(self, features: np.ndarray) -> list[Caption]:
         """The captions of images given by their CNN features."""
-        settings = self.settings
-        beams = self.decoder.beams(features, settings.beam_size, settings.max_length,
-                                   settings.length_penalty, settings.batch_size)
-        return [Caption(decode(image_beams[0].ids, self.trained.vocabulary),
-                        [{"caption": decode(beam.ids, self.trained.vocabulary), "score": beam.score}
+        vocabulary = self.trained.vocabulary
+        beams = self.decoder.beams(features, self.settings, self.batch_size)
+        return [Caption(decode(image_beams[0].ids, vocabulary),
+                        [{"caption": decode(beam.ids, vocabulary), "score": beam.score}
                          for beam in image_beams])
                 for image_beams in beams]
 
     def caption_pixels(self, pixels: np.ndarray) -> list[Caption]:
         """The captions of decoded images, uint8 (n, 224, 224, 3), through the CNN in batches of
-        the smallest shape of CNN_SHAPES that holds them (see there)."""
+        the smallest shape that holds them (see cnn_shape)."""
         size = self.extractor.batch_size
         features = np.concatenate([
             self.extractor.forward(batch, cnn_shape(len(batch), size))

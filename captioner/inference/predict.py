@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from captioner.core.params import EvaluateParams
+from captioner.core.params import DecodingSettings
 from captioner.core.sources import undecodable_name
 from captioner.inference.captioning import ImageCaptioner
 
@@ -23,10 +23,11 @@ def image_paths(arguments: list[str]) -> list[Path]:
     return paths
 
 
-def predict(images: list[str], model_path: Path, settings: EvaluateParams, as_json: bool) -> int:
-    """Prints the captions of `images` (files or folders); returns the exit code, 1 if any image
-    was unusable (each one reported on stderr)."""
-    captioner = ImageCaptioner(model_path, settings)
+def predict(images: list[str], model_path: Path, settings: DecodingSettings, batch_size: int,
+            as_json: bool) -> int:
+    """Prints the captions of `images` (files or folders), decoded with `settings`, `batch_size`
+    at once; returns the exit code, 1 if any image was unusable (each one reported on stderr)."""
+    captioner = ImageCaptioner(model_path, settings, batch_size)
     paths = image_paths(images)
     misnamed = {path: shown for path in paths if (shown := undecodable_name(str(path)))}
     paths = [path for path in paths if path not in misnamed]

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +23,10 @@ from fastapi.staticfiles import StaticFiles
 
 from captioner.inference.batching import MicroBatcher, QueueFull
 from captioner.inference.captioning import ImageCaptioner
+from captioner.inference.limits import ServiceLimits
 from captioner.inference.uploads import UploadError, image_bytes, image_pixels
 
 PAGE = Path(__file__).parent / "page"
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """How much one request may send and how much work may wait."""
-
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_queue: int = 64
-    batch_window_s: float = 0.02
 
 
 def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
@@ -65,10 +57,8 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
     @app.get("/health")
     async def health() -> dict:
         """The service is up: its model and decoding settings, and the requests waiting."""
-        settings = captioner.settings
         return {"status": "ok", "model": captioner.identity, "waiting": state["batcher"].waiting(),
-                "decoding": {"beam_size": settings.beam_size, "max_length": settings.max_length,
-                             "length_penalty": settings.length_penalty}}
+                "decoding": asdict(captioner.settings)}
 
     @app.post("/caption")
     async def caption(request: Request) -> JSONResponse:

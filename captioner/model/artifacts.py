@@ -12,7 +12,7 @@ import keras
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import atomic_path, read_json, write_json
-from captioner.model.network import ensemble_members
+from captioner.model.network import MergeLayers, ensemble_members
 
 
 @dataclass
@@ -86,7 +86,7 @@ def load_model(path: Path) -> CaptionModel:
     except (OSError, ValueError) as error:
         raise PipelineError(f"{path}: cannot load the model: {error}") from None
     vocabulary, backbone = _read_model_info(info_path)
-    vocab_size = ensemble_members(model)[0].get_layer("next_word").units
+    vocab_size = MergeLayers.of(ensemble_members(model)[0]).next_word.units
     if len(vocabulary) != vocab_size:
         raise PipelineError(f"{info_path}: vocabulary has {len(vocabulary)} words but "
                             f"the model predicts {vocab_size}")

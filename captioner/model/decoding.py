@@ -6,15 +6,17 @@ and inside the exported SavedModel (captioner/inference/export.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID
+from captioner.core.params import DecodingSettings
+from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, decode
 from captioner.model.network import decoding_models
 
 # Never generated: padding and the start token are not words, the unknown word says nothing.
@@ -81,6 +83,35 @@ def beam_search(encode: Callable, step: Callable, features: tf.Tensor, beam_size
     return tf.gather(words, order, batch_dims=1), tf.gather(ranking, order, batch_dims=1)
 
 
+def sample_captions(encode: Callable, step: Callable, features: np.ndarray, samples: int,
+                    max_words: int, rng: np.random.Generator) -> np.ndarray:
+    """`samples` captions drawn for each image, (images * samples, max_words) word ids: each one's
+    words, then the end token if it ended, then padding; BANNED_IDS are never drawn.
+
+    Self-critical training's sampler: it draws with NumPy, so the draws depend on `rng` alone.
+    """
+    rows = len(features) * samples
+    projected, *states = (np.repeat(np.asarray(encoded), samples, axis=0)
+                          for encoded in encode(features))
+    words = np.full((rows, max_words), PAD_ID, np.int32)
+    ended = np.zeros(rows, bool)
+    previous = np.full((rows, 1), START_ID, np.int32)
+    for position in range(max_words):
+        probabilities, *states = step(projected, previous, *states)
+        probabilities = np.asarray(probabilities, np.float64)[:, 0]
+        probabilities[:, list(BANNED_IDS)] = 0.0
+        cumulative = probabilities.cumsum(axis=1)
+        drawn = (cumulative < rng.random((rows, 1)) * cumulative[:, -1:]).sum(axis=1)
+        drawn = np.where(ended, PAD_ID, np.minimum(drawn, cumulative.shape[1] - 1)).astype(np.int32)
+        words[:, position] = drawn
+        ended |= drawn == END_ID
+        previous = drawn[:, None]
+        states = [np.asarray(state) for state in states]
+        if ended.all():
+            break
+    return words
+
+
 def caption_words(ids: np.ndarray) -> list[int]:
     """A beam's word ids without its end token and padding."""
     return [int(word) for word in ids if word not in (PAD_ID, END_ID)]
@@ -110,23 +141,16 @@ class Decoder:
         models = decoding_models(model)
         return cls(compiled(models.encode_image), compiled(models.step))
 
-    def beams(
-        self,
-        features: np.ndarray,
-        beam_size: int,
-        max_length: int,
-        length_penalty: float = 0.0,
-        batch_size: int = 64,
-        progress: bool = False,
-    ) -> list[list[Beam]]:
-        """Every image's `beam_size` hypotheses, best first (see beam_search)."""
+    def beams(self, features: np.ndarray, settings: DecodingSettings, batch_size: int = 64,
+              progress: bool = False) -> list[list[Beam]]:
+        """Every image's `settings.beam_size` hypotheses, best first (see beam_search)."""
         results: list[list[Beam]] = []
         with tqdm(total=len(features), unit="img", desc="decoding", disable=not progress) as bar:
             for start in range(0, len(features), batch_size):
                 batch = features[start:start + batch_size].astype(np.float32)
-                words, scores = self._search(tf.constant(batch), tf.constant(beam_size),
-                                             tf.constant(max_length),
-                                             tf.constant(length_penalty, tf.float32))
+                words, scores = self._search(tf.constant(batch), tf.constant(settings.beam_size),
+                                             tf.constant(settings.max_length),
+                                             tf.constant(settings.length_penalty, tf.float32))
                 results.extend([Beam(caption_words(ids), float(score))
                                 for ids, score in zip(image_words, image_scores, strict=True)]
                                for image_words, image_scores in zip(words.numpy(), scores.numpy(),
@@ -134,15 +158,27 @@ class Decoder:
                 bar.update(len(batch))
         return results
 
-    def caption_ids(
-        self,
-        features: np.ndarray,
-        beam_size: int,
-        max_length: int,
-        length_penalty: float = 0.0,
-        batch_size: int = 64,
-        progress: bool = False,
-    ) -> list[list[int]]:
+    def caption_ids(self, features: np.ndarray, settings: DecodingSettings, batch_size: int = 64,
+                    progress: bool = False) -> list[list[int]]:
         """Word ids of the best caption for each image, without start, end, unknown or padding tokens."""
-        return [image_beams[0].ids for image_beams in self.beams(
-            features, beam_size, max_length, length_penalty, batch_size, progress)]
+        return [image_beams[0].ids
+                for image_beams in self.beams(features, settings, batch_size, progress)]
+
+    def captions(self, features: np.ndarray, settings: DecodingSettings, vocabulary: list[str],
+                 batch_size: int = 64, progress: bool = False) -> list[str]:
+        """The best caption of each image, in words."""
+        return [decode(ids, vocabulary)
+                for ids in self.caption_ids(features, settings, batch_size, progress)]
+
+    def timed_captions(self, features: np.ndarray, settings: DecodingSettings,
+                       vocabulary: list[str], batch_size: int = 64,
+                       progress: bool = False) -> tuple[list[str], float]:
+        """The best caption of each image and decoding's speed in images per second.
+
+        One short batch first traces the graph functions, so the speed measured is decoding's,
+        not tracing's.
+        """
+        self.caption_ids(features[:batch_size], replace(settings, max_length=2), batch_size)
+        started = time.perf_counter()
+        captions = self.captions(features, settings, vocabulary, batch_size, progress)
+        return captions, len(features) / (time.perf_counter() - started)

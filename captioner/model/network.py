@@ -10,7 +10,7 @@ probabilities it averages; it decodes the same way, each member carrying its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import keras
 import numpy as np
@@ -18,6 +18,61 @@ import tensorflow as tf
 from keras import layers
 
 from captioner.core.text import PAD_ID
+
+
+@dataclass
+class MergeLayers:
+    """The merge captioner's trained layers, each named as its field: the training model and the
+    decoding models are wired from the same layers, and a loaded model gives them back by name.
+    `image_to_state` is None when the recurrent state starts at zero."""
+
+    image_dropout: layers.Dropout
+    image_projection: layers.Dense
+    image_norm: layers.LayerNormalization
+    image_per_step: layers.Reshape
+    word_embedding: layers.Embedding
+    word_dropout: layers.Dropout
+    caption_rnn: layers.RNN
+    image_to_state: layers.Dense | None
+    decoder_hidden: layers.Dense
+    next_word: layers.Dense
+
+    @classmethod
+    def create(cls, embedding_matrix: np.ndarray, units: int, rnn: str, dropout: float,
+               train_embedding: bool, image_init_state: bool) -> MergeLayers:
+        """New layers. Keras draws each layer's random seeds as it is made, so they are made in
+        this order, always."""
+        vocab_size, embedding_dim = embedding_matrix.shape
+        image_dropout = layers.Dropout(dropout, name="image_dropout")
+        image_projection = layers.Dense(units, activation="relu", name="image_projection")
+        image_norm = layers.LayerNormalization(name="image_norm")
+        image_per_step = layers.Reshape((1, units), name="image_per_step")
+        word_embedding = layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, trainable=train_embedding,
+            embeddings_initializer=keras.initializers.Constant(embedding_matrix),
+            name="word_embedding")
+        word_dropout = layers.Dropout(dropout, name="word_dropout")
+        recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[rnn]
+        caption_rnn = recurrent(units, return_sequences=True, return_state=True, name="caption_rnn")
+        image_to_state = (layers.Dense(units, activation="tanh", name="image_to_state")
+                          if image_init_state else None)
+        decoder_hidden = layers.Dense(units, activation="relu", name="decoder_hidden")
+        # Probabilities stay float32 under a mixed-precision policy, for the loss and the beam scores.
+        next_word = layers.Dense(vocab_size, activation="softmax", dtype="float32", name="next_word")
+        return cls(image_dropout, image_projection, image_norm, image_per_step, word_embedding,
+                   word_dropout, caption_rnn, image_to_state, decoder_hidden, next_word)
+
+    @classmethod
+    def of(cls, model: keras.Model) -> MergeLayers:
+        """The layers of a trained (or loaded) merge captioner."""
+        present = {layer.name for layer in model.layers}
+        return cls(**{field.name: model.get_layer(field.name) if field.name in present else None
+                      for field in fields(cls)})
+
+    @property
+    def state_count(self) -> int:
+        """The recurrent layer's states: an LSTM's hidden and cell state, a GRU's one."""
+        return 2 if isinstance(self.caption_rnn, layers.LSTM) else 1
 
 
 def build_captioner(
@@ -34,35 +89,22 @@ def build_captioner(
     With `image_init_state`, the projected image also sets the recurrent layer's initial state
     ("init-inject" on top of the merge); otherwise that state starts at zero.
     """
-    vocab_size, embedding_dim = embedding_matrix.shape
+    merge = MergeLayers.create(embedding_matrix, units, rnn, dropout, train_embedding,
+                               image_init_state)
 
     image_features = keras.Input((feature_dim,), name="image_features")
-    image = layers.Dropout(dropout, name="image_dropout")(image_features)
-    image = layers.Dense(units, activation="relu", name="image_projection")(image)
-    image = layers.LayerNormalization(name="image_norm")(image)
-    image_per_step = layers.Reshape((1, units), name="image_per_step")(image)
+    image = merge.image_norm(merge.image_projection(merge.image_dropout(image_features)))
 
     caption = keras.Input((None,), dtype="int32", name="caption_tokens")
-    words = layers.Embedding(
-        vocab_size, embedding_dim, mask_zero=True, trainable=train_embedding,
-        embeddings_initializer=keras.initializers.Constant(embedding_matrix),
-        name="word_embedding",
-    )(caption)
-    words = layers.Dropout(dropout, name="word_dropout")(words)
-    recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[rnn]
-    caption_rnn = recurrent(units, return_sequences=True, return_state=True, name="caption_rnn")
-    if image_init_state:
-        initial_state = layers.Dense(units, activation="tanh", name="image_to_state")(image)
-        state_count = 2 if rnn == "lstm" else 1
-        sequence, *_ = caption_rnn(words, initial_state=[initial_state] * state_count)
+    words = merge.word_dropout(merge.word_embedding(caption))
+    if merge.image_to_state is not None:
+        initial_state = [merge.image_to_state(image)] * merge.state_count
+        sequence, *_ = merge.caption_rnn(words, initial_state=initial_state)
     else:
-        sequence, *_ = caption_rnn(words)
+        sequence, *_ = merge.caption_rnn(words)
 
-    merged = layers.Add(name="merge")([sequence, image_per_step])
-    hidden = layers.Dense(units, activation="relu", name="decoder_hidden")(merged)
-    # Probabilities stay float32 under a mixed-precision policy, for the loss and the beam scores.
-    next_word = layers.Dense(vocab_size, activation="softmax", dtype="float32",
-                             name="next_word")(hidden)
+    merged = layers.Add(name="merge")([sequence, merge.image_per_step(image)])
+    next_word = merge.next_word(merge.decoder_hidden(merged))
     return keras.Model([image_features, caption], next_word, name="merge_captioner")
 
 
@@ -145,26 +187,23 @@ def decoding_models(model: keras.Model) -> DecodingModels:
 
 def _captioner_decoding_models(model: keras.Model) -> DecodingModels:
     """The decoding models of one merge captioner."""
-    feature_dim = model.get_layer("image_projection").input.shape[-1]
-    units = model.get_layer("image_projection").units
-    rnn = model.get_layer("caption_rnn")
-    state_count = 2 if isinstance(rnn, layers.LSTM) else 1
+    merge = MergeLayers.of(model)
+    units = merge.image_projection.units
 
-    image_features = keras.Input((feature_dim,), name="image_features")
-    projected = model.get_layer("image_norm")(model.get_layer("image_projection")(image_features))
-    if any(layer.name == "image_to_state" for layer in model.layers):
-        initial_states = [model.get_layer("image_to_state")(projected)] * state_count
-    else:
-        initial_states = [keras.ops.zeros_like(projected)] * state_count
-    encode_image = keras.Model(image_features, [projected, *initial_states], name="encode_image")
+    image_features = keras.Input((merge.image_projection.input.shape[-1],), name="image_features")
+    projected = merge.image_norm(merge.image_projection(image_features))
+    initial_state = (merge.image_to_state(projected) if merge.image_to_state is not None
+                     else keras.ops.zeros_like(projected))
+    encode_image = keras.Model(image_features, [projected, *[initial_state] * merge.state_count],
+                               name="encode_image")
 
     image = keras.Input((units,), name="projected_image")
     previous_word = keras.Input((1,), dtype="int32", name="previous_word")
-    states = [keras.Input((units,), name=f"state_{i}") for i in range(state_count)]
-    words = model.get_layer("word_embedding")(previous_word)
-    sequence, *new_states = rnn(words, initial_state=states)
-    merged = layers.Add(name="merge")([sequence, model.get_layer("image_per_step")(image)])
-    probabilities = model.get_layer("next_word")(model.get_layer("decoder_hidden")(merged))
+    states = [keras.Input((units,), name=f"state_{i}") for i in range(merge.state_count)]
+    words = merge.word_embedding(previous_word)
+    sequence, *new_states = merge.caption_rnn(words, initial_state=states)
+    merged = layers.Add(name="merge")([sequence, merge.image_per_step(image)])
+    probabilities = merge.next_word(merge.decoder_hidden(merged))
     step = keras.Model([image, previous_word, *states], [probabilities, *new_states],
                        name="decode_step")
     return DecodingModels(encode_image, step)

@@ -3,16 +3,20 @@
 The test split is scored by coco-caption's protocol (score_captions): the PTB tokenizer, then
 BLEU-1..4, METEOR, ROUGE-L and CIDEr, the first two in Java. Validation during training keeps to
 Python (validation_scores): the project's own cleaning stands in for the PTB tokenizer, and only
-BLEU-4 and CIDEr are computed, in a fraction of a second per epoch.
+BLEU-4 and CIDEr are computed, in a fraction of a second per epoch. Self-critical training's
+reward is CIDEr-D against document frequencies fixed over the training split (CiderD).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.cider.cider_scorer import precook
 from pycocoevalcap.rouge.rouge import Rouge
 
 from captioner.core.text import clean
@@ -21,6 +25,13 @@ from captioner.model.java_scorers import meteor, ptb_tokenize
 Captions = dict[str, list[str]]
 # The key of the references among the texts tokenized together.
 REFERENCES = "references"
+
+NGRAMS = 4
+# CIDEr-D's Gaussian length penalty and scale, as in coco-caption.
+LENGTH_SIGMA = 6.0
+CIDER_SCALE = 10.0
+
+TfIdf = tuple[list[dict[tuple[str, ...], float]], list[float], int]
 
 
 def _check_references(hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> None:
@@ -94,3 +105,50 @@ def diversity(captions: Sequence[str]) -> dict[str, float | int]:
     cleaned = [" ".join(clean(caption)) for caption in captions]
     return {"distinct_captions": len(set(cleaned)) / max(len(cleaned), 1),
             "distinct_words": len({word for caption in cleaned for word in caption.split()})}
+
+
+
+class CiderD:
+    """CIDEr-D of a caption against one image's references, with document frequencies counted over
+    a fixed corpus of reference sets (the training split's).
+
+    pycocoevalcap's scorer counts document frequencies over the captions it is given at once, so
+    per batch its scores would change with the batch; reinforcement needs one fixed reward. The
+    n-gram counting is pycocoevalcap's (`precook`), the formula its CIDEr-D.
+    """
+
+    def __init__(self, corpus: Sequence[Sequence[str]]) -> None:
+        counted = [[precook(" ".join(clean(caption)), NGRAMS) for caption in references]
+                   for references in corpus]
+        self._document_frequency = Counter(
+            ngram for references in counted for ngram in {g for counts in references for g in counts})
+        self._log_documents = math.log(len(counted))
+        self._references = [[self._tf_idf(counts) for counts in references] for references in counted]
+
+    def _tf_idf(self, counts: dict[tuple[str, ...], int]) -> TfIdf:
+        vectors: list[dict[tuple[str, ...], float]] = [{} for _ in range(NGRAMS)]
+        norms = [0.0] * NGRAMS
+        for ngram, count in counts.items():
+            weight = count * (self._log_documents - math.log(max(1.0, self._document_frequency[ngram])))
+            vectors[len(ngram) - 1][ngram] = weight
+            norms[len(ngram) - 1] += weight * weight
+        length = sum(count for ngram, count in counts.items() if len(ngram) == 1)
+        return vectors, [math.sqrt(norm) for norm in norms], length
+
+    def score(self, caption: str, document: int) -> float:
+        """CIDEr-D of `caption` (cleaned words, space-separated) against the references of corpus
+        entry `document`."""
+        vectors, norms, length = self._tf_idf(precook(caption, NGRAMS))
+        total = 0.0
+        for reference_vectors, reference_norms, reference_length in self._references[document]:
+            similarity = 0.0
+            for n in range(NGRAMS):
+                reference = reference_vectors[n]
+                overlap = sum(min(weight, reference.get(ngram, 0.0)) * reference.get(ngram, 0.0)
+                              for ngram, weight in vectors[n].items())
+                if norms[n] and reference_norms[n]:
+                    overlap /= norms[n] * reference_norms[n]
+                similarity += overlap
+            penalty = math.exp(-((length - reference_length) ** 2) / (2 * LENGTH_SIGMA ** 2))
+            total += similarity / NGRAMS * penalty
+        return total / len(self._references[document]) * CIDER_SCALE

@@ -14,99 +14,17 @@ images' samples, and the optimizer sums the replicas' gradients.
 
 from __future__ import annotations
 
-import math
 import time
-from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from pycocoevalcap.cider.cider_scorer import precook
 
-from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, clean, decode
-from captioner.model.decoding import compiled
+from captioner.core.text import END_ID, PAD_ID, START_ID, decode
+from captioner.model.decoding import compiled, sample_captions
 from captioner.model.network import decoding_models
-
-NGRAMS = 4
-# CIDEr-D's Gaussian length penalty and scale, as in coco-caption.
-LENGTH_SIGMA = 6.0
-CIDER_SCALE = 10.0
-
-TfIdf = tuple[list[dict[tuple[str, ...], float]], list[float], int]
-
-
-class CiderD:
-    """CIDEr-D of a caption against one image's references, with document frequencies counted over
-    a fixed corpus of reference sets (the training split's).
-
-    pycocoevalcap's scorer counts document frequencies over the captions it is given at once, so
-    per batch its scores would change with the batch; reinforcement needs one fixed reward. The
-    n-gram counting is pycocoevalcap's (`precook`), the formula its CIDEr-D.
-    """
-
-    def __init__(self, corpus: Sequence[Sequence[str]]) -> None:
-        counted = [[precook(" ".join(clean(caption)), NGRAMS) for caption in references]
-                   for references in corpus]
-        self._document_frequency = Counter(
-            ngram for references in counted for ngram in {g for counts in references for g in counts})
-        self._log_documents = math.log(len(counted))
-        self._references = [[self._tf_idf(counts) for counts in references] for references in counted]
-
-    def _tf_idf(self, counts: dict[tuple[str, ...], int]) -> TfIdf:
-        vectors: list[dict[tuple[str, ...], float]] = [{} for _ in range(NGRAMS)]
-        norms = [0.0] * NGRAMS
-        for ngram, count in counts.items():
-            weight = count * (self._log_documents - math.log(max(1.0, self._document_frequency[ngram])))
-            vectors[len(ngram) - 1][ngram] = weight
-            norms[len(ngram) - 1] += weight * weight
-        length = sum(count for ngram, count in counts.items() if len(ngram) == 1)
-        return vectors, [math.sqrt(norm) for norm in norms], length
-
-    def score(self, caption: str, document: int) -> float:
-        """CIDEr-D of `caption` (cleaned words, space-separated) against the references of corpus
-        entry `document`."""
-        vectors, norms, length = self._tf_idf(precook(caption, NGRAMS))
-        total = 0.0
-        for reference_vectors, reference_norms, reference_length in self._references[document]:
-            similarity = 0.0
-            for n in range(NGRAMS):
-                reference = reference_vectors[n]
-                overlap = sum(min(weight, reference.get(ngram, 0.0)) * reference.get(ngram, 0.0)
-                              for ngram, weight in vectors[n].items())
-                if norms[n] and reference_norms[n]:
-                    overlap /= norms[n] * reference_norms[n]
-                similarity += overlap
-            penalty = math.exp(-((length - reference_length) ** 2) / (2 * LENGTH_SIGMA ** 2))
-            total += similarity / NGRAMS * penalty
-        return total / len(self._references[document]) * CIDER_SCALE
-
-
-def sample_captions(encode: Any, step: Any, features: np.ndarray, samples: int, max_words: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """`samples` captions drawn for each image, (images * samples, max_words) word ids: each one's
-    words, then the end token if it ended, then padding. Start, unknown and padding are never drawn."""
-    rows = len(features) * samples
-    projected, *states = (np.repeat(np.asarray(encoded), samples, axis=0)
-                          for encoded in encode(features))
-    words = np.full((rows, max_words), PAD_ID, np.int32)
-    ended = np.zeros(rows, bool)
-    previous = np.full((rows, 1), START_ID, np.int32)
-    for position in range(max_words):
-        probabilities, *states = step(projected, previous, *states)
-        probabilities = np.asarray(probabilities, np.float64)[:, 0]
-        probabilities[:, [PAD_ID, START_ID, UNK_ID]] = 0.0
-        cumulative = probabilities.cumsum(axis=1)
-        drawn = (cumulative < rng.random((rows, 1)) * cumulative[:, -1:]).sum(axis=1)
-        drawn = np.where(ended, PAD_ID, np.minimum(drawn, cumulative.shape[1] - 1)).astype(np.int32)
-        words[:, position] = drawn
-        ended |= drawn == END_ID
-        previous = drawn[:, None]
-        states = [np.asarray(state) for state in states]
-        if ended.all():
-            break
-    return words
+from captioner.model.scoring import CiderD
 
 
 def advantages(rewards: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import save_model
 from captioner.training.loop import compiled_captioner
 from tests.helpers.datasets import COLOURS, SHAPES, draw
+from tests.helpers.network import free_port
 from tests.helpers.training import tiny_config
 
-SETTINGS = params.EvaluateParams(beam_size=3, max_length=8, length_penalty=0.5, batch_size=64,
-                                 report_images=0, sample_images=1, retrieval_k=[1])
+SETTINGS = params.DecodingSettings(beam_size=3, max_length=8, length_penalty=0.5)
 VOCABULARY = [*SPECIAL_TOKENS, "a", *COLOURS, *SHAPES]
 CNN_BATCH = 4
 
@@ -65,14 +64,8 @@ def predicted(model: Path, images: list[Path]) -> dict[str, str]:
     """`python -m captioner predict --json`'s caption of each image, by file name."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert predict([str(path) for path in images], model, SETTINGS, as_json=True) == 0
+        assert predict([str(path) for path in images], model, SETTINGS, 64, as_json=True) == 0
     return {Path(entry["image"]).name: entry["caption"] for entry in json.loads(printed.getvalue())}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ quiet_start.install()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from captioner.core.params import DecodingSettings  # noqa: E402
 from captioner.model.decoding import Decoder  # noqa: E402
 from captioner.model.network import build_captioner  # noqa: E402
 
@@ -17,7 +18,7 @@ embedding = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
 for _ in range(6):
     model = build_captioner(embedding, feature_dim=5, units=8, rnn="gru", dropout=0.0,
                             train_embedding=True, image_init_state=True)
-    Decoder.from_model(model).caption_ids(np.zeros((3, 5), np.float32), beam_size=2, max_length=4)
+    Decoder.from_model(model).caption_ids(np.zeros((3, 5), np.float32), DecodingSettings(2, 4))
 
 
 @tf.function

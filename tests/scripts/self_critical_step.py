@@ -15,8 +15,8 @@ quiet_start.install()
 
 import tensorflow as tf  # noqa: E402
 
+from captioner.core.phases import SELF_CRITICAL  # noqa: E402
 from captioner.core.text import END_ID, START_ID  # noqa: E402
-from captioner.training.run_state import SELF_CRITICAL  # noqa: E402
 from captioner.training.self_critical import SelfCriticalTrainer  # noqa: E402
 from tests.helpers.training import VOCABULARY, records, tiny_config, tiny_model  # noqa: E402
 
