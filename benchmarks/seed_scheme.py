@@ -41,7 +41,7 @@ from keras import layers  # noqa: E402
 
 from captioner.core import params  # noqa: E402
 from captioner.core.files import read_npy  # noqa: E402
-from captioner.core.paths import CAPTIONS, EMBEDDINGS, FEATURES  # noqa: E402
+from captioner.core.paths import EMBEDDINGS, FEATURES, split_file  # noqa: E402
 from captioner.core.text import PAD_ID  # noqa: E402
 from captioner.model.splits import load_features, load_split  # noqa: E402
 
@@ -90,7 +90,7 @@ def seed_scheme_tokens_per_s(project: Path, seconds: float) -> float:
     timed for `seconds` after the warm-up batches, with `project`'s train params."""
     config = params.load(params.TrainParams, project / "params.yaml")
     keras.utils.set_random_seed(config.seed)
-    split = load_split("train", load_features(project / FEATURES), project / CAPTIONS)
+    split = load_split(project / split_file("train"), load_features(project / FEATURES))
     train, features = split.records, split.features
     embedding_matrix = read_npy(project / EMBEDDINGS)
     max_length = max(len(ids) for record in train for ids in record["tokens"])

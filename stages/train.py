@@ -1,7 +1,7 @@
 """Stage train: fits the merge captioner with teacher forcing (cross-entropy), then fine-tunes it
 with self-critical training (CIDEr-D reward), one epoch at a time, resumably; with train.ensemble > 1
 it trains that many captioners in turn, each with its own seed, and publishes them as one ensemble
-(see captioner.training.ensemble). Under train.distribute multi_worker every machine runs it
+(see captioner.training.stage). Under train.distribute multi_worker every machine runs it
 (captioner.training.distribute); only the chief writes anything into the project.
 """
 
@@ -13,15 +13,31 @@ quiet_start.install()
 
 from captioner.core import devices, params
 from captioner.core.errors import run_stage
+from captioner.core.paths import (
+    EMBEDDINGS,
+    FEATURES,
+    MODELS,
+    TRAIN_HISTORY,
+    TRAIN_LIVE,
+    TRAIN_RUN,
+    TRAIN_SPEED,
+    VOCABULARY,
+    split_file,
+)
 from captioner.training import distribute
-from captioner.training.ensemble import train_ensemble
+from captioner.training.stage import TrainInputs, TrainOutputs, train_stage
+
+INPUTS = TrainInputs(vocabulary=VOCABULARY, train_split=split_file("train"),
+                     val_split=split_file("val"), embeddings=EMBEDDINGS, features=FEATURES)
+OUTPUTS = TrainOutputs(models=MODELS, live=TRAIN_LIVE, history=TRAIN_HISTORY, speed=TRAIN_SPEED,
+                       runs=TRAIN_RUN)
 
 
 def main() -> None:
     config = params.load(params.TrainParams)
     strategy = distribute.strategy_for(config.distribute)
     print(f"train: devices: {devices.describe(strategy)}", flush=True)
-    train_ensemble(config, strategy)
+    train_stage(config, strategy, INPUTS, OUTPUTS)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from PIL import Image, ImageFont
 from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_jsonl
+from captioner.core.paths import ModelFolder
 from captioner.model.splits import Split
 from captioner.reporting.epoch_table import (
     EpochRow,
@@ -43,7 +44,8 @@ def a_table(tmp_path: Path, captions: list[list[str]], chosen: int, unsaved: lis
         Image.new("RGB", (200, 150), (30, 120, 200)).save(tmp_path / image)
     rows = [EpochRow(str(epoch), 0.01 * epoch, epoch == chosen, row)
             for epoch, row in enumerate(captions, start=1)]
-    return EpochTable(images, rows, unsaved, "beam size 3, length penalty 0.5, at most 30 words")
+    return EpochTable(images, rows, unsaved, "beam size 3, length penalty 0.5, at most 30 words",
+                      Path("models/model.keras"))
 
 
 def test_a_count_takes_the_first_test_images_and_a_list_its_images_in_order():
@@ -85,11 +87,11 @@ def test_each_epoch_has_its_saved_model_and_the_chosen_one_the_best_model(tmp_pa
     epochs.mkdir()
     for name in ("epoch_001.keras", "epoch_001.json", "epoch_002.keras", "epoch_003.keras", "notes.txt"):
         (epochs / name).touch()
-    best = tmp_path / "model.keras"
-    assert epoch_models(2, epochs, best) == {1: epochs / "epoch_001.keras", 2: best,
-                                             3: epochs / "epoch_003.keras"}
+    best = ModelFolder(tmp_path).model
+    assert epoch_models(2, ModelFolder(tmp_path)) == {1: epochs / "epoch_001.keras", 2: best,
+                                                      3: epochs / "epoch_003.keras"}
     # train.save_every_epoch false: no per-epoch models, the chosen epoch's row alone.
-    assert epoch_models(2, tmp_path / "absent", best) == {2: best}
+    assert epoch_models(2, ModelFolder(tmp_path / "absent")) == {2: tmp_path / "absent/model.keras"}
 
 
 def test_validation_bleu_is_read_by_epoch_from_the_table_of_epochs(tmp_path):

@@ -1,21 +1,27 @@
 """The train stage's library call, in process: members trained in turn with their own seeds, a lone
-model or an ensemble published into models/, every member's epochs logged, and nothing written into
-the project by a worker that is not the chief."""
+model or an ensemble published into models/, every member's epochs logged, nothing written into
+the project by a worker that is not the chief, and a run resumed only by the same settings and
+inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import typing
 
 import pytest
 import tensorflow as tf
 
 from captioner.core import params, paths
 from captioner.core.files import read_json
+from captioner.core.paths import ModelFolder
 from captioner.model.artifacts import load_model
 from captioner.model.network import ensemble_members
 from captioner.training import distribute
-from captioner.training.ensemble import MEMBER_SEED_STEP, member_configs, members_of, train_ensemble
+from captioner.training.ensemble import MEMBER_SEED_STEP, member_configs
+from captioner.training.stage import members_of, run_fingerprint, train_stage
+from stages import train as train_script
 from tests.helpers.project import set_params
 from tests.helpers.training import train_project
 
@@ -31,6 +37,11 @@ def project(tmp_path, monkeypatch):
 
 def config_with(**changes) -> params.TrainParams:
     return dataclasses.replace(params.load(params.TrainParams), **changes)
+
+
+def train_with(config: params.TrainParams) -> None:
+    """Runs the train stage's work with `config`, on the project's paths as the stage passes them."""
+    train_stage(config, tf.distribute.get_strategy(), train_script.INPUTS, train_script.OUTPUTS)
 
 
 def history_rows() -> list[dict[str, str]]:
@@ -52,11 +63,11 @@ def test_each_member_trains_as_a_lone_model_with_its_own_seed(tmp_path):
 
 
 def test_an_ensemble_is_published_with_its_members_and_every_epoch_logged(project, capsys):
-    train_ensemble(config_with(ensemble=2), tf.distribute.get_strategy())
+    train_with(config_with(ensemble=2))
     published = load_model(paths.BEST_MODEL)
     assert len(ensemble_members(published.model)) == 2
     for number in (1, 2):
-        assert (paths.member_folder(number) / "model.keras").is_file()
+        assert ModelFolder(paths.MODELS).member(number).model.is_file()
     assert [(row["member"], row["epoch"]) for row in history_rows()] == [
         ("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
     summary = read_json(paths.TRAIN_SUMMARY)
@@ -69,9 +80,9 @@ def test_an_ensemble_is_published_with_its_members_and_every_epoch_logged(projec
 
 
 def test_a_lone_model_is_published_as_it_is(project):
-    train_ensemble(config_with(ensemble=1), tf.distribute.get_strategy())
+    train_with(config_with(ensemble=1))
     assert len(ensemble_members(load_model(paths.BEST_MODEL).model)) == 1
-    assert not paths.MEMBERS.exists()
+    assert not ModelFolder(paths.MODELS).members.exists()
     assert read_json(paths.TRAIN_SUMMARY)["best_epoch"] in (1, 2)
     assert len(history_rows()) == 2
 
@@ -80,7 +91,43 @@ def test_a_worker_that_is_not_the_chief_writes_nothing_into_the_project(project,
                                                                        capsys):
     monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
     before = sorted(path for path in project.rglob("*"))
-    train_ensemble(config_with(ensemble=2), tf.distribute.get_strategy())
+    train_with(config_with(ensemble=2))
     assert sorted(path for path in project.rglob("*")) == before
     assert capsys.readouterr().out.endswith(
         "train: worker done after epoch 2; the chief wrote the outputs\n")
+
+
+def another_value(config: params.TrainParams, name: str) -> params.TrainParams:
+    """`config` with setting `name` changed to another valid value."""
+    value = getattr(config, name)
+    kind = typing.get_type_hints(params.TrainParams, include_extras=True)[name]
+    if isinstance(value, bool):
+        candidates = [not value]
+    elif isinstance(value, int):
+        candidates = [value + 1, value - 1]
+    elif isinstance(value, float):
+        candidates = [value + 0.1, value / 2]
+    else:
+        candidates = [choice for choice in typing.get_args(typing.get_args(kind)[0] if
+                                                           typing.get_origin(kind) is typing.Annotated
+                                                           else kind) if choice != value]
+    for candidate in candidates:
+        with contextlib.suppress(ValueError):
+            return dataclasses.replace(config, **{name: candidate})
+    raise AssertionError(f"no other valid value for train.{name}")
+
+
+def test_every_setting_and_every_input_file_changes_the_run_fingerprint(project):
+    config = config_with(ensemble=1)
+    inputs = train_script.INPUTS
+    first = run_fingerprint(config, inputs)
+    assert run_fingerprint(config, inputs) == first
+    for field in dataclasses.fields(params.TrainParams):
+        assert run_fingerprint(another_value(config, field.name), inputs) != first, field.name
+    for field in dataclasses.fields(inputs):
+        path = getattr(inputs, field.name)
+        changed = next(path.rglob("*.*")) if path.is_dir() else path
+        saved = changed.read_bytes()
+        changed.write_bytes(saved + b" ")
+        assert run_fingerprint(config, inputs) != first, field.name
+        changed.write_bytes(saved)

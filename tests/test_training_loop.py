@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from captioner.core import params
+from captioner.core.phases import CROSS_ENTROPY, SELF_CRITICAL
 from captioner.model.artifacts import save_model
 from captioner.training.data import TrainingData
-from captioner.training.loop import Validation, improves, learning_rate, train
-from captioner.training.run_state import CROSS_ENTROPY, SELF_CRITICAL, RunFolder
+from captioner.training.loop import EpochEnd, Validation, learning_rate, train
+from captioner.training.run_state import RunFolder, improves
 from captioner.training.self_critical import SelfCriticalTrainer
 from tests.helpers.training import VOCABULARY, records, tiny_config, tiny_model
 
@@ -47,8 +48,9 @@ def run_training(folder: Path, settings: params.TrainParams, data: TrainingData)
         reported.append(number)
         rates.append(float(model.optimizer.learning_rate.numpy()))
 
-    progress = train(model, data, Validation(data, settings.batch_size), settings, run, progress,
-                     lambda trained, path: save_model(trained, path, VOCABULARY, {}), on_epoch)
+    train(model, data, settings, progress,
+          EpochEnd(model, Validation(data, settings.batch_size), settings, run,
+                   lambda trained, path: save_model(trained, path, VOCABULARY, {}), on_epoch))
     return progress, reported, rates, model
 
 

@@ -10,6 +10,7 @@ data/records/, cached and versioned by DVC like the data it describes.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
@@ -50,13 +51,7 @@ FEATURES_RECORD = RECORDS / "extract_features.json"
 FEATURES_SPEED = Path("metrics/speed/extract_features.json")
 
 MODELS = Path("models")
-BEST_MODEL = MODELS / "model.keras"
-# With train.save_every_epoch, the model of every epoch: epoch_001.keras, ...
-EPOCH_MODELS = MODELS / "epochs"
 EPOCH_MODEL_NAME = re.compile(r"epoch_(\d+)\.keras")
-# An ensemble's members (train.ensemble > 1), each folder laid out as models/ is for one model;
-# models/model.keras is then the ensemble.
-MEMBERS = MODELS / "members"
 TRAIN_RUN = Path("data/train_run")
 # DVCLive's summary (last epoch's metrics, best_epoch, each member's) and the train stage's table of
 # every epoch's loss, val_loss, val_bleu4 and val_cider, which dvc.yaml's plots chart.
@@ -77,11 +72,35 @@ def split_file(name: str) -> Path:
     return CAPTIONS / f"{name}.jsonl"
 
 
+@dataclass(frozen=True)
+class ModelFolder:
+    """The layout of the train stage's models folder (and of a training run's folder): the published
+    model, with train.save_every_epoch the model of every epoch (epochs/epoch_001.keras, ...), and
+    for an ensemble (train.ensemble > 1) its members, each laid out as a folder of one model, while
+    model.keras is the ensemble."""
+
+    folder: Path
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.keras"
+
+    @property
+    def epochs(self) -> Path:
+        return self.folder / "epochs"
+
+    @property
+    def members(self) -> Path:
+        return self.folder / "members"
+
+    def member(self, number: int) -> ModelFolder:
+        """The folder of member `number` (from 1)."""
+        return ModelFolder(self.members / f"member_{number}")
+
+
+BEST_MODEL = ModelFolder(MODELS).model
+
+
 def epoch_model_name(number: int) -> str:
     """The file name of the model of epoch `number` (from 1); EPOCH_MODEL_NAME matches it."""
     return f"epoch_{number:03d}.keras"
-
-
-def member_folder(number: int) -> Path:
-    """The folder of an ensemble's member `number` (from 1): its model.keras and epochs/."""
-    return MEMBERS / f"member_{number}"

@@ -11,21 +11,23 @@ import numpy as np
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_jsonl, read_npy
-from captioner.core.paths import CAPTIONS, FEATURES, FEATURES_RECORD, split_file
+from captioner.core.paths import FEATURES, FEATURES_RECORD
 
 
 @dataclass
 class Features:
-    """Image feature vectors (float16 rows) and the row of each image id."""
+    """Image feature vectors (float16 rows) and the row of each image id, read from `folder`."""
 
     vectors: np.ndarray
     row: dict[str, int]
+    folder: Path
 
     def of(self, images: list[str]) -> np.ndarray:
         """Feature rows of the given images, as float32; every image must have features."""
         missing = [image for image in images if image not in self.row]
         if missing:
-            raise PipelineError(f"{FEATURES}: no features for {len(missing)} images, e.g. {missing[0]}")
+            raise PipelineError(f"{self.folder}: no features for {len(missing)} images, "
+                                f"e.g. {missing[0]}")
         return self.vectors[[self.row[image] for image in images]].astype(np.float32)
 
 
@@ -39,28 +41,27 @@ class Split:
     without_features: list[str]
 
 
-def load_features(folder: Path = FEATURES) -> Features:
+def load_features(folder: Path) -> Features:
     """Reads `features.npy` and `images.json` from the extract_features stage's output."""
     vectors = read_npy(folder / "features.npy")
     images = read_json(folder / "images.json")
     if len(images) != len(vectors):
         raise PipelineError(f"{folder}: {len(images)} image ids but {len(vectors)} feature rows")
-    return Features(vectors, {image: index for index, image in enumerate(images)})
+    return Features(vectors, {image: index for index, image in enumerate(images)}, folder)
 
 
-def load_split(name: str, features: Features, captions: Path = CAPTIONS) -> Split:
+def load_split(path: Path, features: Features) -> Split:
     """The tokenize stage's records of one split (image, raw captions, token ids) with features.
 
     Images the extract_features stage could not decode have no features: their records are left
     out (the stage already checked they are few, see extract_features.max_bad_fraction).
     """
-    path = captions / split_file(name).name
     records = read_jsonl(path)
     kept = [record for record in records if record["image"] in features.row]
     without = [record["image"] for record in records if record["image"] not in features.row]
     if not kept:
         raise PipelineError(f"{path}: none of its {len(records)} images has "
-                            f"features in {FEATURES} (see {FEATURES_RECORD})")
+                            f"features in {features.folder} (see {FEATURES_RECORD})")
     return Split(kept, features.of([record["image"] for record in kept]), without)
 
 

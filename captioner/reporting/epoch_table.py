@@ -2,11 +2,11 @@
 learns, beside each epoch's validation BLEU-4 and with the chosen epoch marked.
 
 This module chooses the images and captions them; `report` and `sample_plots` beside it draw the
-table. The chosen epoch's captions come from models/model.keras, the others' from the
-train stage's models/epochs/epoch_NNN.keras (written with train.save_every_epoch; without them the
-table has the chosen epoch's row alone). For an ensemble the rows are its first member's epochs
-(models/members/member_1), and a last row, the chosen one, is the ensemble's. Every model decodes
-as `python -m captioner predict` does.
+table. The chosen epoch's captions come from the train stage's published model (models/model.keras),
+the others' from its per-epoch models (models/epochs/epoch_NNN.keras, written with
+train.save_every_epoch; without them the table has the chosen epoch's row alone). For an ensemble
+the rows are its first member's epochs (models/members/member_1), and a last row, the chosen one, is
+the ensemble's. Every model decodes as `python -m captioner predict` does.
 """
 
 from __future__ import annotations
@@ -19,24 +19,29 @@ import numpy as np
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
-from captioner.core.params import EvaluateParams
+from captioner.core.params import DecodingSettings
 from captioner.core.paths import (
-    BEST_MODEL,
     EPOCH_MODEL_NAME,
-    EPOCH_MODELS,
     FEATURES_RECORD,
     PARAMS_FILE,
-    TRAIN_HISTORY,
-    TRAIN_SUMMARY,
-    member_folder,
+    ModelFolder,
     split_file,
 )
-from captioner.core.text import decode
+from captioner.core.phases import SELF_CRITICAL
 from captioner.model.artifacts import CaptionModel, load_model
 from captioner.model.decoding import Decoder
 from captioner.model.network import ensemble_members
 from captioner.model.splits import Split
-from captioner.training.run_state import SELF_CRITICAL
+
+
+@dataclass(frozen=True)
+class TrainRecords:
+    """What the train stage left for the table: its models folder, its table of every epoch and
+    its summary (the chosen epoch of each member)."""
+
+    models: ModelFolder
+    epochs: Path
+    summary: Path
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,13 @@ class EpochRow:
 @dataclass(frozen=True)
 class EpochTable:
     """Sample image ids (the columns), one row per epoch with a saved model, the epochs that train
-    logged without saving their model, and the decoding settings in words."""
+    logged without saving their model, the decoding settings in words, and the chosen model's file."""
 
     images: list[str]
     rows: list[EpochRow]
     unsaved_epochs: list[int]
     decoding: str
+    chosen_model: Path
 
 
 def unsaved_note(table: EpochTable) -> str:
@@ -94,20 +100,19 @@ def choose_samples(sample_images: int | list[str], test: Split) -> list[int]:
     return [index[image] for image in sample_images]
 
 
-def epoch_models(best_epoch: int, epochs_folder: Path = EPOCH_MODELS,
-                 best_model: Path = BEST_MODEL) -> dict[int, Path]:
+def epoch_models(best_epoch: int, models: ModelFolder) -> dict[int, Path]:
     """The model file of each epoch with one, by epoch number: the per-epoch models, with the chosen
-    epoch's replaced by `best_model` (the same weights)."""
-    models = {}
-    if epochs_folder.is_dir():
-        for path in epochs_folder.iterdir():
+    epoch's replaced by the folder's model (the same weights)."""
+    found = {}
+    if models.epochs.is_dir():
+        for path in models.epochs.iterdir():
             match = EPOCH_MODEL_NAME.fullmatch(path.name)
             if match:
-                models[int(match.group(1))] = path
-    return dict(sorted({**models, best_epoch: best_model}.items()))
+                found[int(match.group(1))] = path
+    return dict(sorted({**found, best_epoch: models.model}.items()))
 
 
-def read_logged_epochs(path: Path = TRAIN_HISTORY) -> dict[int, tuple[float, bool]]:
+def read_logged_epochs(path: Path) -> dict[int, tuple[float, bool]]:
     """Validation BLEU-4 and whether the epoch was self-critical, by epoch, from the train stage's
     table of epochs (`epoch`, `val_bleu4` and `phase`), for its first member."""
     with open(path, newline="", encoding="utf-8") as handle:
@@ -115,45 +120,32 @@ def read_logged_epochs(path: Path = TRAIN_HISTORY) -> dict[int, tuple[float, boo
                 for row in csv.DictReader(handle, delimiter="\t") if row.get("member", "1") == "1"}
 
 
-def caption_with(model_path: Path, features: np.ndarray, config: EvaluateParams) -> list[str]:
-    """The caption the model in `model_path` gives each feature row, decoded with `config`."""
-    return captions_of(load_model(model_path), features, config)
+def captions_by(trained: CaptionModel, features: np.ndarray, settings: DecodingSettings,
+                batch_size: int) -> list[str]:
+    """The caption `trained` gives each feature row."""
+    return Decoder.from_model(trained.model).captions(features, settings, trained.vocabulary,
+                                                      batch_size)
 
 
-def captions_of(trained: CaptionModel, features: np.ndarray, config: EvaluateParams) -> list[str]:
-    """The caption `trained` gives each feature row, decoded with `config`."""
-    ids = Decoder.from_model(trained.model).caption_ids(
-        features, config.beam_size, config.max_length, config.length_penalty, config.batch_size)
-    return [decode(caption, trained.vocabulary) for caption in ids]
-
-
-def describe_decoding(config: EvaluateParams) -> str:
-    """The decoding settings in words, as the table's legend gives them."""
-    search = "greedy" if config.beam_size == 1 else f"beam size {config.beam_size}"
-    return f"{search}, length penalty {config.length_penalty:g}, at most {config.max_length} words"
-
-
-def build_epoch_table(images: list[str], features: np.ndarray, config: EvaluateParams) -> EpochTable:
+def build_epoch_table(images: list[str], features: np.ndarray, train: TrainRecords,
+                      settings: DecodingSettings, batch_size: int) -> EpochTable:
     """Captions the sample `images` (their feature rows in `features`) with every epoch's model,
     and with the ensemble when train published one."""
-    summary = read_json(TRAIN_SUMMARY)
+    summary = read_json(train.summary)
     ensemble = summary.get("ensemble")
-    if ensemble:
-        member = member_folder(1)
-        best_epoch = summary["member_1"]["best_epoch"]
-        models = epoch_models(best_epoch, member / EPOCH_MODELS.name, member / BEST_MODEL.name)
-    else:
-        best_epoch = summary["best_epoch"]
-        models = epoch_models(best_epoch)
-    logged = read_logged_epochs()
+    best_epoch = summary["member_1"]["best_epoch"] if ensemble else summary["best_epoch"]
+    models = epoch_models(best_epoch, train.models.member(1) if ensemble else train.models)
+    logged = read_logged_epochs(train.epochs)
     rows = []
     for epoch, path in models.items():
         bleu4, self_critical = logged.get(epoch, (None, False))
         rows.append(EpochRow(str(epoch), bleu4, epoch == best_epoch and not ensemble,
-                             caption_with(path, features, config), self_critical))
+                             captions_by(load_model(path), features, settings, batch_size),
+                             self_critical))
     if ensemble:
-        trained = load_model(BEST_MODEL)
+        trained = load_model(train.models.model)
         rows.append(EpochRow(f"ensemble of {len(ensemble_members(trained.model))}",
-                             ensemble["val_bleu4"], True, captions_of(trained, features, config),
-                             ensemble=True))
-    return EpochTable(images, rows, sorted(set(logged) - set(models)), describe_decoding(config))
+                             ensemble["val_bleu4"], True,
+                             captions_by(trained, features, settings, batch_size), ensemble=True))
+    return EpochTable(images, rows, sorted(set(logged) - set(models)), settings.describe(),
+                      train.models.model)

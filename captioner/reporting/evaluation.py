@@ -2,26 +2,26 @@
 coco-caption scores and diversity, the retrieval baseline's captions and scores beside them, the
 report and the epoch table.
 
-Writes data/evaluation (captions.jsonl, report.html, samples.md) and data/sample_plots, each
+Writes the pages folder (captions.jsonl, report.html, samples.md) and the sample plots folder, each
 replaced at once, and returns the metrics, the headline scores (BLEU-4, CIDEr) first, so that
 `dvc exp show` opens on them.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from captioner.core.files import atomic_path, write_jsonl
 from captioner.core.params import EvaluateParams
-from captioner.core.paths import BEST_MODEL, EVALUATION, RAW_IMAGES, SAMPLE_PLOTS
-from captioner.core.text import decode
-from captioner.model.artifacts import CaptionModel, load_model
+from captioner.core.paths import ModelFolder
+from captioner.model.artifacts import load_model
 from captioner.model.decoding import Decoder
 from captioner.model.java_scorers import java
 from captioner.model.scoring import diversity, score_captions
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
-from captioner.reporting.epoch_table import EpochTable, build_epoch_table, choose_samples
+from captioner.reporting.epoch_table import EpochTable, TrainRecords, build_epoch_table, choose_samples
 from captioner.reporting.report import render_report, render_samples_markdown
 from captioner.reporting.retrieval import RetrievalBaseline, choose_k
 from captioner.reporting.sample_plots import write_sample_plots
@@ -29,34 +29,44 @@ from captioner.reporting.sample_plots import write_sample_plots
 HEADLINE = ("bleu4", "cider", "meteor")
 
 
-def caption_test_split(trained: CaptionModel, test: Split,
-                       config: EvaluateParams) -> tuple[dict[str, str], float]:
-    """Every test image's caption, and decoding's speed in images per second."""
-    decoder = Decoder.from_model(trained.model)
-    # Trace the graph functions first, so the speed measured is decoding's, not tracing's.
-    decoder.caption_ids(test.features[:config.batch_size], config.beam_size, max_length=2)
-    started = time.perf_counter()
-    captions = decoder.caption_ids(test.features, config.beam_size, config.max_length,
-                                   config.length_penalty, config.batch_size, progress=True)
-    seconds = time.perf_counter() - started
-    images = [record["image"] for record in test.records]
-    hypotheses = {image: decode(ids, trained.vocabulary)
-                  for image, ids in zip(images, captions, strict=True)}
-    return hypotheses, len(images) / seconds
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """What the evaluate stage reads: the train stage's models folder, its table of epochs and its
+    summary; the tokenize stage's splits (train and val for the retrieval baseline); the features
+    and the images (the report's thumbnails)."""
+
+    models: Path
+    epochs: Path
+    train_summary: Path
+    train_split: Path
+    val_split: Path
+    test_split: Path
+    features: Path
+    images: Path
+
+
+@dataclass(frozen=True)
+class EvaluateOutputs:
+    """What the evaluate stage writes besides its metrics: the pages folder (captions.jsonl,
+    report.html, samples.md) and the sample plots folder."""
+
+    pages: Path
+    sample_plots: Path
 
 
 def write_pages(rows: list[dict[str, Any]], scores: dict[str, float], baseline: dict[str, Any],
-                table: EpochTable, config: EvaluateParams) -> None:
-    """data/evaluation's captions, report and Markdown epoch table, and the sample plots."""
-    with atomic_path(EVALUATION) as folder:
+                table: EpochTable, config: EvaluateParams, images: Path,
+                outputs: EvaluateOutputs) -> None:
+    """The pages' captions, report and Markdown epoch table, and the sample plots."""
+    with atomic_path(outputs.pages) as folder:
         folder.mkdir()
         write_jsonl(folder / "captions.jsonl", rows)
         (folder / "report.html").write_text(
-            render_report(rows[:config.report_images], RAW_IMAGES, scores, baseline, table),
+            render_report(rows[:config.report_images], images, scores, baseline, table),
             encoding="utf-8")
         (folder / "samples.md").write_text(render_samples_markdown(table), encoding="utf-8")
-    with atomic_path(SAMPLE_PLOTS) as folder:
-        write_sample_plots(table, RAW_IMAGES, folder)
+    with atomic_path(outputs.sample_plots) as folder:
+        write_sample_plots(table, images, folder)
 
 
 def rounded(scores: dict[str, float]) -> dict[str, float]:
@@ -70,16 +80,22 @@ def retrieval_baseline(splits: dict[str, Split], config: EvaluateParams) -> tupl
     return k, baseline.caption(splits["test"].features, [k])[k]
 
 
-def evaluate_test_split(config: EvaluateParams) -> tuple[dict[str, Any], dict[str, float]]:
+def evaluate_test_split(config: EvaluateParams, inputs: EvaluateInputs,
+                        outputs: EvaluateOutputs) -> tuple[dict[str, Any], dict[str, float]]:
     """Captions, scores and writes the pages; returns the metrics and the decoding speed."""
     java_path = java()  # before decoding: a run that cannot be scored stops at once
-    features = load_features()
-    splits = {name: load_split(name, features) for name in ("train", "val", "test")}
+    features = load_features(inputs.features)
+    splits = {name: load_split(path, features) for name, path in (
+        ("train", inputs.train_split), ("val", inputs.val_split), ("test", inputs.test_split))}
     test = splits["test"]
     warn_without_features({"test": test})
     sample_rows = choose_samples(config.sample_images, test)
-    hypotheses, images_per_s = caption_test_split(load_model(BEST_MODEL), test, config)
-    images = list(hypotheses)  # the test split's order
+    models = ModelFolder(inputs.models)
+    trained = load_model(models.model)
+    captions, images_per_s = Decoder.from_model(trained.model).timed_captions(
+        test.features, config.decoding, trained.vocabulary, config.batch_size, progress=True)
+    images = [record["image"] for record in test.records]
+    hypotheses = dict(zip(images, captions, strict=True))
     references = {record["image"]: record["captions"] for record in test.records}
     k, retrieved = retrieval_baseline(splits, config)
     scored = score_captions({"model": hypotheses, "retrieval": dict(zip(images, retrieved, strict=True))},
@@ -87,12 +103,14 @@ def evaluate_test_split(config: EvaluateParams) -> tuple[dict[str, Any], dict[st
     scores, baseline = scored["model"], {"k": k, **rounded(scored["retrieval"])}
     rows = [{"image": image, "caption": hypotheses[image], "retrieval_baseline": retrieved[row],
              "references": references[image]} for row, image in enumerate(images)]
-    table = build_epoch_table([images[row] for row in sample_rows], test.features[sample_rows], config)
-    write_pages(rows, scores, baseline, table, config)
+    table = build_epoch_table([images[row] for row in sample_rows], test.features[sample_rows],
+                              TrainRecords(models, inputs.epochs, inputs.train_summary),
+                              config.decoding, config.batch_size)
+    write_pages(rows, scores, baseline, table, config, inputs.images, outputs)
     ordered = {name: scores[name] for name in HEADLINE} | scores
     metrics = {
         **rounded(ordered),
-        **rounded(diversity(list(hypotheses.values()))),
+        **rounded(diversity(captions)),
         "test_images": len(images),
         "test_images_without_features": len(test.without_features),
         "beam_size": config.beam_size,

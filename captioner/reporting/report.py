@@ -9,7 +9,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-from captioner.core.paths import BEST_MODEL
 from captioner.reporting.epoch_table import EpochRow, EpochTable, unsaved_note
 from captioner.reporting.sample_plots import open_photo
 
@@ -69,8 +68,8 @@ def bleu_text(row: EpochRow) -> str:
 def legend(table: EpochTable, layout: str) -> str:
     """What the table shows, after `layout` (how it is laid out), as one paragraph of plain text."""
     chosen = (f"the rows are the epochs of the ensemble's first member, and the last row, chosen, is "
-              f"the ensemble in {BEST_MODEL}" if any(row.ensemble for row in table.rows)
-              else f"the chosen epoch is the one in {BEST_MODEL}")
+              f"the ensemble in {table.chosen_model}" if any(row.ensemble for row in table.rows)
+              else f"the chosen epoch is the one in {table.chosen_model}")
     return (f"{layout} Captions decode with {table.decoding}; val BLEU-4 is the epoch's score on "
             f"the validation images in the train stage; {chosen}. " + unsaved_note(table)).strip()
 

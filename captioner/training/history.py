@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from captioner.core.files import atomic_path
+from captioner.core.phases import CROSS_ENTROPY
 from captioner.training.data import TrainingData
-from captioner.training.run_state import CROSS_ENTROPY, Progress
+from captioner.training.run_state import Progress
 
 HISTORY_COLUMNS = ("member", "phase", "loss", "reward", "val_loss", "val_bleu4", "val_cider")
 

@@ -16,14 +16,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from captioner.core.params import TrainParams
+from captioner.core.params import DecodingSettings, TrainParams
 from captioner.core.paths import epoch_model_name
-from captioner.core.text import decode
+from captioner.core.phases import CROSS_ENTROPY, SELF_CRITICAL
 from captioner.model import scoring
 from captioner.model.decoding import Decoder
 from captioner.model.network import CaptionLoss, build_captioner
 from captioner.training.data import TrainingData, caption_dataset, epoch_seed
-from captioner.training.run_state import CROSS_ENTROPY, SELF_CRITICAL, Progress, RunFolder
+from captioner.training.run_state import Progress, RunFolder
 from captioner.training.self_critical import SelfCriticalTrainer
 
 
@@ -41,12 +41,16 @@ def reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
             np.array([epoch_seed(seed * 1000 + index, epoch), 0], dtype=np.uint32))
 
 
+# Validation images decoded at once: greedy decoding of a few hundred images fits easily.
+VALIDATION_BATCH = 256
+
+
 def validation_scores(decoder: Decoder, features: np.ndarray, references: dict[str, list[str]],
                       vocabulary: list[str], max_length: int) -> dict[str, float]:
     """val_bleu4 and val_cider of greedy captions of the validation images against their references."""
-    captions = decoder.caption_ids(features, beam_size=1, max_length=max_length, batch_size=256)
-    hypotheses = {image: decode(ids, vocabulary)
-                  for image, ids in zip(references, captions, strict=True)}
+    captions = decoder.captions(features, DecodingSettings(beam_size=1, max_length=max_length),
+                                vocabulary, batch_size=VALIDATION_BATCH)
+    hypotheses = dict(zip(references, captions, strict=True))
     return {f"val_{name}": value for name, value in scoring.validation_scores(
         hypotheses, references).items()}
 
@@ -92,14 +96,6 @@ def final_monitor(config: TrainParams) -> str:
     return phase_monitor(config, SELF_CRITICAL if config.self_critical_epochs else CROSS_ENTROPY)
 
 
-def improves(monitor: str, new: float, best: float | None) -> bool:
-    """Whether `new` beats `best` on `monitor` (BLEU-4 and CIDEr higher, loss lower); anything beats
-    None."""
-    if best is None:
-        return True
-    return new < best if monitor == "val_loss" else new > best
-
-
 class Validation:
     """A model's val_loss on the validation captions, and val_bleu4 and val_cider of its greedy
     captions of the first `data.bleu_images` validation images."""
@@ -119,8 +115,10 @@ class Validation:
 
 
 class EpochEnd:
-    """What follows every epoch of either phase: validation, the best-model choice, the saved models,
-    the checkpoint and the report."""
+    """What follows every epoch of either phase: `validation` scores the model, the best model so far
+    and (with `save_every_epoch`) the epoch's model are written with `save`, the run is
+    checkpointed, and `on_epoch(number, logs)` is told the epoch's number (from 1) and its phase,
+    loss (cross-entropy) or reward (self-critical), val_loss, val_bleu4, val_cider and fit_seconds."""
 
     def __init__(self, model: keras.Model, validation: Validation, config: TrainParams,
                  run: RunFolder, save: Callable[[keras.Model, Path], None],
@@ -131,46 +129,36 @@ class EpochEnd:
 
     def __call__(self, progress: Progress, logs: dict[str, Any]) -> None:
         logs = {**logs, "phase": progress.phase, **self.validation(self.model, self.decoder)}
-        monitor = phase_monitor(self.config, progress.phase)
-        improved = improves(monitor, logs[monitor], progress.best)
-        if improved:
-            progress.best = logs[monitor]
+        if progress.record(logs, phase_monitor(self.config, progress.phase)):
             self.save(self.model, self.run.best_model)
-        number = progress.epochs_done + 1
         if self.config.save_every_epoch:
-            self.save(self.model, self.run.epochs / epoch_model_name(number))
-        progress.record(logs, improved)
+            self.save(self.model, self.run.epochs / epoch_model_name(progress.epochs_done))
         self.run.save_checkpoint(self.model, progress)
-        self.on_epoch(number, logs)
+        self.on_epoch(progress.epochs_done, logs)
 
 
-def train(
-    model: keras.Model,
-    data: TrainingData,
-    validation: Validation,
-    config: TrainParams,
-    run: RunFolder,
-    progress: Progress,
-    save: Callable[[keras.Model, Path], None],
-    on_epoch: Callable[[int, dict[str, Any]], None],
-) -> Progress:
+def train(model: keras.Model, data: TrainingData, config: TrainParams, progress: Progress,
+          end_epoch: EpochEnd) -> None:
     """Trains `model` (compiled for `progress.phase`, with `progress`'s checkpoint already loaded)
-    on `data`, scored after every epoch by `validation` (built from the same data), from the epoch
-    after `progress` and returns the final progress: cross-entropy epochs until
+    on `data` from the epoch after `progress`, which it updates: cross-entropy epochs until
     `config.epochs` or early stopping (best by `config.monitor`), then `config.self_critical_epochs`
     self-critical epochs starting from the last or the best cross-entropy model
     (`config.self_critical_start`), best by `config.self_critical_monitor`, which then chooses the
-    published model.
-
-    After every epoch the best model so far and (with `save_every_epoch`) the epoch's model are
-    written with `save`, the run is checkpointed, and `on_epoch(number, logs)` is told the epoch's
-    number (from 1) and its phase, loss (cross-entropy) or reward (self-critical), val_loss,
-    val_bleu4, val_cider and fit_seconds.
+    published model. `end_epoch` (made for the same model, config and data) follows every epoch.
     """
-    end_epoch = EpochEnd(model, validation, config, run, save, on_epoch)
-    while progress.phase == CROSS_ENTROPY and progress.epochs_done < config.epochs:
-        if progress.out_of_patience(config.patience):
-            break
+    if progress.phase == CROSS_ENTROPY:
+        train_cross_entropy(model, data, config, progress, end_epoch)
+        if config.self_critical_epochs:
+            begin_self_critical(model, config, end_epoch.run, progress)
+    if progress.self_critical_epochs < config.self_critical_epochs:
+        train_self_critical(model, data, config, progress, end_epoch)
+
+
+def train_cross_entropy(model: keras.Model, data: TrainingData, config: TrainParams,
+                        progress: Progress, end_epoch: EpochEnd) -> None:
+    """Teacher-forced epochs until `config.epochs` or `config.patience` epochs without a better
+    `config.monitor`."""
+    while progress.epochs_done < config.epochs and not progress.out_of_patience(config.patience):
         epoch = progress.epochs_done
         reseed_dropout(model, config.seed, epoch)
         model.optimizer.learning_rate.assign(learning_rate(config, epoch))
@@ -182,20 +170,24 @@ def train(
         )
         end_epoch(progress, {"loss": float(history.history["loss"][-1]),
                              "fit_seconds": time.perf_counter() - started})
-    if not config.self_critical_epochs:
-        return progress
-    if progress.phase == CROSS_ENTROPY:
-        if config.self_critical_start == "best":
-            best = keras.saving.load_model(run.best_model, safe_mode=True)
-            model.set_weights(best.get_weights())
-        compile_for(model, config, SELF_CRITICAL)
-        # The published model is the best self-critical epoch, chosen by its own monitor.
-        progress.phase, progress.best = SELF_CRITICAL, None
-    if progress.self_critical_epochs == config.self_critical_epochs:
-        return progress
+
+
+def begin_self_critical(model: keras.Model, config: TrainParams, run: RunFolder,
+                        progress: Progress) -> None:
+    """Switches from cross-entropy to self-critical training: from the best cross-entropy model if
+    `config.self_critical_start` says so, with the phase's own optimizer."""
+    if config.self_critical_start == "best":
+        best = keras.saving.load_model(run.best_model, safe_mode=True)
+        model.set_weights(best.get_weights())
+    compile_for(model, config, SELF_CRITICAL)
+    progress.begin_phase(SELF_CRITICAL)
+
+
+def train_self_critical(model: keras.Model, data: TrainingData, config: TrainParams,
+                        progress: Progress, end_epoch: EpochEnd) -> None:
+    """Self-critical epochs until the run has `config.self_critical_epochs` of them."""
     trainer = SelfCriticalTrainer(model, data.train, data.vocabulary, config.self_critical_samples,
                                   config.self_critical_batch_images, config.self_critical_max_words)
     while progress.self_critical_epochs < config.self_critical_epochs:
         end_epoch(progress, trainer.epoch(data.train_features,
                                           epoch_seed(config.seed, progress.epochs_done)))
-    return progress

@@ -16,10 +16,9 @@ from typing import Any
 import keras
 
 from captioner.core.files import atomic_path, read_json, write_json
+from captioner.core.paths import ModelFolder
+from captioner.core.phases import CROSS_ENTROPY, SELF_CRITICAL
 from captioner.core.sources import sha256_of
-
-# A run's training phases, in order.
-CROSS_ENTROPY, SELF_CRITICAL = "cross_entropy", "self_critical"
 
 
 def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
@@ -31,6 +30,14 @@ def fingerprint(settings: dict[str, Any], inputs: list[Path]) -> str:
             digest.update(str(file).encode())
             digest.update(bytes.fromhex(sha256_of(file)))
     return digest.hexdigest()
+
+
+def improves(monitor: str, new: float, best: float | None) -> bool:
+    """Whether `new` beats `best` on `monitor` (BLEU-4 and CIDEr higher, loss lower); anything beats
+    None."""
+    if best is None:
+        return True
+    return new < best if monitor == "val_loss" else new > best
 
 
 @dataclass
@@ -56,13 +63,21 @@ class Progress:
     def self_critical_epochs(self) -> int:
         return sum(logs["phase"] == SELF_CRITICAL for logs in self.history)
 
-    def record(self, logs: dict[str, Any], improved: bool) -> None:
-        """Adds a finished epoch's logs; `improved` says whether it is the new best."""
+    def record(self, logs: dict[str, Any], monitor: str) -> bool:
+        """Adds a finished epoch's logs; returns whether its `monitor` figure is the phase's best so
+        far, which it then becomes."""
         self.history.append(logs)
+        improved = improves(monitor, logs[monitor], self.best)
         if improved:
-            self.best_epoch, self.epochs_without_improvement = self.epochs_done, 0
+            self.best, self.best_epoch = logs[monitor], self.epochs_done
+            self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
+        return improved
+
+    def begin_phase(self, phase: str) -> None:
+        """Enters the next training phase, whose best model is chosen by its own monitor."""
+        self.phase, self.best = phase, None
 
     def out_of_patience(self, patience: int) -> bool:
         """Whether the last `patience` epochs (at least one) brought no improvement."""
@@ -78,8 +93,8 @@ class RunFolder:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.best_model = folder / "model.keras"
-        self.epochs = folder / "epochs"
+        layout = ModelFolder(folder)
+        self.best_model, self.epochs = layout.model, layout.epochs
         self.progress_file = folder / "progress.json"
 
     def checkpoint(self, epochs_done: int) -> Path:

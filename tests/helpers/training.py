@@ -11,10 +11,10 @@ import numpy as np
 
 from captioner.core import params, paths
 from captioner.core.files import write_json, write_jsonl, write_npy
+from captioner.core.phases import CROSS_ENTROPY
 from captioner.core.text import END_ID, START_ID
 from captioner.training.data import seed_everything
 from captioner.training.loop import compiled_captioner
-from captioner.training.run_state import CROSS_ENTROPY
 from tests.helpers.project import ROOT, set_params
 
 VOCABULARY = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"]
