@@ -1,8 +1,10 @@
 """Shared fixtures: a drawn Flickr8k-layout collection served over local HTTP, and one project
-built on it per session (the pipeline's end-to-end fixture; it needs nothing outside the repo)."""
+built on it per session (the pipeline's end-to-end fixture; it needs nothing outside the repo); a
+file of random bytes for the download tests to serve."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,16 @@ class BuiltProject:
         """An independent copy (git history and DVC cache included) that a test may change."""
         shutil.copytree(self.path, destination, symlinks=True)
         return destination
+
+
+@pytest.fixture
+def payload(tmp_path) -> Path:
+    """A 300 kB file of random bytes, alone in its folder, to serve."""
+    served = tmp_path / "served"
+    served.mkdir()
+    path = served / "Flickr8k_Dataset.zip"
+    path.write_bytes(os.urandom(300_000))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import csv
 import importlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,11 +25,11 @@ from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
 from captioner.training import distribute
 from captioner.training.data import caption_dataset
-from tests.helpers.project import ROOT, environment
+from tests.helpers.archives import files_under
+from tests.helpers.distributed import TIMEOUT_S, finish, start_cluster, start_worker, weights_of
+from tests.helpers.project import ROOT, environment_with_code
 from tests.helpers.training import EPOCHS, records, train_project
 
-# A single process's run must end within this; a hung collective op fails the test instead.
-TIMEOUT_S = 240
 # Self-critical epochs after the cross-entropy ones.
 SELF_CRITICAL_EPOCHS = 2
 ALL_EPOCHS = EPOCHS + SELF_CRITICAL_EPOCHS
@@ -49,32 +47,6 @@ LOSS_TOLERANCE = 0.03
 REWARD_TOLERANCE = 0.05
 
 
-
-
-def start_worker(project: Path, logical_cpus: int, weights: Path,
-                 tf_config: str | None = None) -> subprocess.Popen:
-    """`python -m tests.scripts.train_worker` in `project`, with this repository's code."""
-    env = {**environment(), "PYTHONPATH": str(ROOT)}
-    env.pop("TF_CONFIG", None)
-    if tf_config is not None:
-        env["TF_CONFIG"] = tf_config
-    return subprocess.Popen([sys.executable, "-m", "tests.scripts.train_worker", str(logical_cpus),
-                             str(weights)], cwd=project, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def finish(process: subprocess.Popen) -> str:
-    """The process's output once it exits with 0; a timeout kills it and fails the test."""
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"no end within {TIMEOUT_S} s:\n{output}")
-    assert process.returncode == 0, output
-    return output
-
-
 def final_figures(project: Path) -> tuple[float, float, float]:
     """The last cross-entropy epoch's loss and the self-critical epochs' first and last mean
     rewards."""
@@ -90,11 +62,6 @@ def epochs_reported(output: str) -> list[int]:
     """The numbers of the epochs a train stage's output reports (`train: epoch N ...`)."""
     return [int(line.split()[2].rstrip(":")) for line in output.splitlines()
             if line.startswith("train: epoch ")]
-
-
-def weights_of(path: Path) -> list[np.ndarray]:
-    with np.load(path) as archive:
-        return [archive[name] for name in archive.files]
 
 
 @pytest.mark.slow
@@ -116,35 +83,12 @@ def test_mirrored_over_two_cpu_devices_ends_near_the_loss_of_one_device(tmp_path
 @pytest.mark.slow
 def test_a_self_critical_step_mirrored_over_two_devices_equals_one_devices():
     result = subprocess.run([sys.executable, "-m", "tests.scripts.self_critical_step"], cwd=ROOT,
-                            env={**environment(), "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=TIMEOUT_S)
+                            env=environment_with_code(), capture_output=True, text=True,
+                            timeout=TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     step, difference = map(float, result.stdout.split())
     # Each replica's gradient is its samples' share of the batch's; summed they are the batch's.
     assert step > 1e-2 and difference < 1e-5, (step, difference)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def files_in(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def start_cluster(projects: list[Path], weights: list[Path]) -> list[subprocess.Popen]:
-    """One multi-worker process per project (worker 0, the chief, first), on fresh local ports."""
-    cluster = [f"127.0.0.1:{port}" for port in free_ports(len(projects))]
-    return [start_worker(project, 1, weight, json.dumps(
-                {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}))
-            for index, (project, weight) in enumerate(zip(projects, weights, strict=True))]
 
 
 @pytest.mark.slow
@@ -152,7 +96,7 @@ def test_two_workers_train_in_step_resume_and_only_the_chief_writes(tmp_path):
     chief, other = (train_project(tmp_path / name, "multi_worker", SELF_CRITICAL_EPOCHS)
                     for name in ("chief", "other"))
     weights = [tmp_path / "chief.npz", tmp_path / "other.npz"]
-    before = files_in(other)
+    before = files_under(other)
 
     # The first run is killed once the chief has checkpointed epoch 1, as a lost machine would be.
     first = start_cluster([chief, other], weights)
@@ -176,7 +120,7 @@ def test_two_workers_train_in_step_resume_and_only_the_chief_writes(tmp_path):
     assert all((chief / name).is_file() for name in CHIEF_OUTPUTS)
     assert len((chief / paths.TRAIN_HISTORY).read_text().splitlines()) == 1 + ALL_EPOCHS
     assert not (chief / paths.TRAIN_RUN).exists()
-    assert files_in(other) == before
+    assert files_under(other) == before
 
 
 def test_two_workers_take_their_own_caption_batches_which_together_are_all():

@@ -8,10 +8,18 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from captioner.core.files import read_json
-from tests.helpers.project import FAST_PARAMS, commit_all, dvc, run, set_params, stages_run, up_to_date
+from tests.helpers.project import (
+    FAST_PARAMS,
+    commit_all,
+    dvc,
+    locked_stages,
+    run,
+    set_params,
+    stages_run,
+    up_to_date,
+)
 
 pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 
@@ -40,8 +48,8 @@ def experiments(project) -> dict[str, dict]:
 
 def lock_hashes(project) -> dict[str, str]:
     """Each stage's output path -> its md5 in dvc.lock."""
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
+    return {out["path"]: out["md5"] for stage in locked_stages(project).values()
+            for out in stage["outs"]}
 
 
 def case_id(change: dict) -> str:
@@ -71,8 +79,7 @@ def test_a_param_change_reruns_exactly_its_stage_and_those_downstream(built_proj
 
 
 def stage_outs(project, stage: str) -> list[str]:
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
-    return [out["path"] for out in lock["stages"][stage]["outs"]]
+    return [out["path"] for out in locked_stages(project)[stage]["outs"]]
 
 
 def test_returning_to_earlier_params_restores_from_the_run_cache(built_project, tmp_path):

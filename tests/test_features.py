@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -22,17 +21,17 @@ from captioner.inference.captioning import cnn_shape
 from captioner.inputs.features import Extraction, FeatureExtractor, check_bad_fraction, image_batches
 from captioner.inputs.pixels import BACKGROUND, BadImage, load_pixels
 from stages import extract_features
+from tests.helpers.images import (
+    BLUE,
+    GREEN,
+    RED,
+    YELLOW,
+    write_undecodable_images,
+    write_unusual_images,
+)
 from tests.helpers.project import place_builtin_pretrained
 
-RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 160, 0), (255, 255, 0)
 ORIENTATION_TAG = 0x0112
-
-
-def _noise_jpeg_bytes() -> bytes:
-    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 def _red_left_blue_right(width: int = 64, height: int = 32) -> Image.Image:
@@ -42,38 +41,13 @@ def _red_left_blue_right(width: int = 64, height: int = 32) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def write_good_images(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """Writes decodable images in unusual formats; returns file name -> expected colour."""
-    rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)).save(folder / "a_rgb.jpg")
-    Image.new("L", (50, 40), 90).save(folder / "b_gray.jpg")
-    Image.new("RGB", (40, 40), RED).save(folder / "c_png_named.jpg", format="PNG")
-    Image.new("RGB", (40, 40), BLUE).save(folder / "d_gif_named.jpg", format="GIF")
-    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(folder / "e_cmyk.jpg", quality=95)
-    Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(folder / "f_gray16.png")
-    rgb16 = tf.io.encode_png(np.full((30, 30, 3), [40000, 0, 65535], np.uint16)).numpy()
-    (folder / "g_rgb16.png").write_bytes(rgb16)
-    return {"b_gray.jpg": (90, 90, 90), "c_png_named.jpg": RED, "d_gif_named.jpg": BLUE,
-            "e_cmyk.jpg": RED, "f_gray16.png": (156, 156, 156), "g_rgb16.png": (156, 0, 255)}
-
-
-def write_bad_images(folder: Path) -> dict[str, str]:
-    """Writes undecodable files; returns file name -> expected words in the reason."""
-    (folder / "x_corrupt.jpg").write_bytes(b"this is not an image" * 20)
-    (folder / "y_empty.jpg").write_bytes(b"")
-    jpeg = _noise_jpeg_bytes()
-    (folder / "z_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
-    return {"x_corrupt.jpg": "not an image Pillow can read", "y_empty.jpg": "not an image Pillow can read",
-            "z_truncated.jpg": "truncated"}
-
-
 @pytest.fixture(scope="module")
 def extractor():
     return FeatureExtractor("efficientnet_lite0", "imagenet", batch_size=2, decode_threads=2)
 
 
 def test_unusual_formats_decode_to_the_right_colours(tmp_path):
-    for name, colour in write_good_images(tmp_path).items():
+    for name, colour in write_unusual_images(tmp_path).items():
         pixels = load_pixels(tmp_path / name)
         assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
         np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), colour, atol=4, err_msg=name)
@@ -189,7 +163,7 @@ def test_huge_jpeg_decodes_reduced_and_huge_png_is_refused(tmp_path):
 
 
 def test_bad_images_raise_with_a_reason(tmp_path):
-    for name, words in write_bad_images(tmp_path).items():
+    for name, words in write_undecodable_images(tmp_path).items():
         with pytest.raises(BadImage, match=words):
             load_pixels(tmp_path / name)
 
@@ -214,8 +188,8 @@ class ImageFiles(NamedTuple):
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> ImageFiles:
     folder = tmp_path_factory.mktemp("images")
-    good = ["a_rgb.jpg", *sorted(write_good_images(folder))]
-    bad = write_bad_images(folder)
+    good = ["a_rgb.jpg", *sorted(write_unusual_images(folder))]
+    bad = write_undecodable_images(folder)
     return ImageFiles(sorted(folder.iterdir()), good, bad)
 
 
@@ -292,8 +266,8 @@ def test_decode_threads_do_not_change_the_pixels(images):
 def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
     images = folder / "data/raw/images"
     (images / "more").mkdir(parents=True)
-    write_good_images(images)
-    write_bad_images(images)
+    write_unusual_images(images)
+    write_undecodable_images(images)
     (images / "a_rgb.jpg").rename(images / "more/a_rgb.jpg")
     (images / "notes.txt").write_text("not an image, so not counted as a bad one")
     section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "weights_sha256": "",
@@ -318,7 +292,7 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch, c
     assert read_json("data/features/backbone.json") == {
         "backbone": "efficientnet_lite0", "weights": "imagenet", "dim": 1280, "batch_size": 4}
     assert metrics["count"] == 7 and metrics["dim"] == 1280
-    assert [bad["file"] for bad in metrics["bad_images"]] == sorted(write_bad_images(tmp_path))
+    assert [bad["file"] for bad in metrics["bad_images"]] == sorted(write_undecodable_images(tmp_path))
     # The stage times the extraction alone, inside the call timed here; all 10 images count.
     images_per_s = read_json("metrics/speed/extract_features.json")["images_per_s"]
     assert images_per_s >= round(10 / seconds, 1)

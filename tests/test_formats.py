@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captioner.acquire.download import download_dataset
 from captioner.captions.collect import carve_count
 from captioner.captions.formats import AUTO, FORMATS, detect
 from captioner.captions.formats.base import TextFolder
@@ -18,11 +17,12 @@ from captioner.captions.tokenize import tokenize_collection
 from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_jsonl
+from captioner.core.paths import RAW_TEXT_SOURCE
 from tests.helpers.datasets import write_coco, write_csv, write_flickr30k, write_karpathy
+from tests.helpers.downloading import download, download_settings
 from tests.helpers.http_server import serve_directory
-from tests.helpers.project import SAMPLE
+from tests.helpers.project import ROOT, SAMPLE
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = params.load(params.TokenizeParams, ROOT / "params.yaml")
 FIFTY = {f"img_{index:02d}.jpg": [f"a dog number {index} runs", "a cat sleeps"] for index in range(50)}
 GOOD = {f"g{index}.jpg": [f"a dog runs on grass {index}"] for index in range(10)}
@@ -43,12 +43,13 @@ def touch_images(images_dir: Path, names) -> None:
         (images_dir / name).write_bytes(b"")
 
 
-def tokenize(folder: Path, format_name: str, **changes) -> Result:
-    """Runs the stage's library call on folder/images and folder/text with the default params."""
+def tokenize(folder: Path, format_name: str, text_source: Path | None = None, **changes) -> Result:
+    """Runs the stage's library call on folder/images and folder/text (and the download stage's
+    record of the captions' source, where given) with the default params changed by `changes`."""
     output = folder / "captions"
     output.mkdir()
     config = dataclasses.replace(DEFAULTS, format=format_name, **changes)
-    metrics = tokenize_collection(config, folder / "images", folder / "text", output)
+    metrics = tokenize_collection(config, folder / "images", folder / "text", output, text_source)
     return Result(metrics, {split: read_jsonl(output / f"{split}.jsonl")
                             for split in ("train", "val", "test")})
 
@@ -337,18 +338,9 @@ def test_two_token_files_are_refused(tmp_path):
 def download_and_tokenize(tmp_path: Path, format_name: str, text_url: str) -> Result:
     """The download stage's library call on a folder of GOOD's images and `text_url`, then tokenize."""
     touch_images(tmp_path / "photos", GOOD)
-    settings = params.DownloadParams(images_url=str(tmp_path / "photos"), text_url=text_url,
-                                     images_sha256="", text_sha256="", max_unpacked_mb=10)
-    record = tmp_path / "raw/text_source.json"
-    download_dataset(settings, images_dir=tmp_path / "raw/images", text_dir=tmp_path / "raw/text",
-                     text_source=record, partial_dir=tmp_path / "raw/.partial")
-    output = tmp_path / "captions"
-    output.mkdir()
-    config = dataclasses.replace(DEFAULTS, format=format_name, val_images=2, test_images=2)
-    metrics = tokenize_collection(config, tmp_path / "raw/images", tmp_path / "raw/text", output,
-                                  record)
-    return Result(metrics, {split: read_jsonl(output / f"{split}.jsonl")
-                            for split in ("train", "val", "test")})
+    raw = tmp_path / "raw"
+    download(download_settings(tmp_path / "photos", text_url, max_unpacked_mb=10), raw)
+    return tokenize(raw, format_name, raw / RAW_TEXT_SOURCE.name, val_images=2, test_images=2)
 
 
 SINGLE_FILES = [

@@ -10,22 +10,19 @@ own (all three sources are set), so the tests pass in any order or alone.
 from __future__ import annotations
 
 import sys
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from captioner.core.files import read_json, read_jsonl
-from tests.helpers.archives import fingerprint
+from tests.helpers.archives import fingerprint, make_folder_tar
 from tests.helpers.datasets import (
-    jpeg_bytes,
-    pictures,
-    write_coco,
+    write_coco_zip,
     write_csv,
     write_flickr30k,
     write_karpathy,
+    write_pictures,
 )
 from tests.helpers.http_server import serve_directory
 from tests.helpers.project import copy_project, dvc, run
@@ -107,44 +104,18 @@ CASES = [
 ]
 
 
-def write_images(folder: Path) -> dict[str, list[str]]:
-    """Draws the collection into `folder` under its ids; returns id -> captions."""
-    captions = {}
-    for image, picture in zip(IDS, pictures(len(IDS)), strict=True):
-        (folder / image).parent.mkdir(parents=True, exist_ok=True)
-        (folder / image).write_bytes(jpeg_bytes(picture.image))
-        captions[image] = picture.captions
-    return captions
-
-
-def write_tarball(folder: Path, path: Path) -> Path:
-    """The folder's images under one top folder, which the download stage drops."""
-    with tarfile.open(path, "w:gz") as archive:
-        archive.add(folder, arcname="coco-images")
-    return path
-
-
-def write_coco_archive(folder: Path, captions: dict[str, list[str]]) -> Path:
-    """`annotations_trainval2014.zip` as COCO ships it: the JSON files under `annotations/`."""
-    path = folder / "annotations_trainval2014.zip"
-    written = write_coco(folder / "annotations", captions, COCO_SPLITS)
-    with zipfile.ZipFile(path, "w") as archive:
-        for file in written:
-            archive.write(file, f"annotations/{file.name}")
-    return path
-
-
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Sources:
     root = tmp_path_factory.mktemp("sources")
-    captions = write_images(root / "coco")
+    captions = write_pictures(root / "coco", IDS)
     karpathy = write_karpathy(root / "served", captions, KARPATHY_SPLITS)
     by_file_name = {image.rpartition("/")[2]: texts for image, texts in captions.items()}
     with serve_directory(karpathy.parent) as server:
-        yield Sources(root / "coco", write_tarball(root / "coco", root / "coco-images.tar.gz"), {
+        tarball = make_folder_tar(root / "coco-images.tar.gz", root / "coco", top="coco-images")
+        yield Sources(root / "coco", tarball, {
             "flickr30k": str(write_flickr30k(root / "flickr30k", by_file_name)),
             "karpathy": server.url_for(karpathy.name),
-            "coco": str(write_coco_archive(root / "coco-text", captions)),
+            "coco": str(write_coco_zip(root / "coco-text", captions, COCO_SPLITS)),
             "csv": str(write_csv(root / "csv", captions, CSV_SPLITS)),
         })
 

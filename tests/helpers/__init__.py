@@ -1,2 +1,3 @@
-"""What the tests share: drawn datasets and archives, a local HTTP server, project copies and DVC
-commands, tiny training inputs and word vectors."""
+"""The tests' harnesses and what they share: drawn datasets, image files and archives, local servers
+and ports, project copies and DVC commands, stages run, killed, audited or distributed, tiny training
+inputs and word vectors."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.project import ROOT, environment
+from tests.helpers.project import ROOT, environment_with_code
 
 MB = 1024 * 1024
 MEMORY_MB = 1024
@@ -23,9 +23,8 @@ def run_bounded(arguments: list[str], cwd: Path = ROOT, memory_mb: int = MEMORY_
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb * MB, memory_mb * MB))
 
-    return subprocess.run([sys.executable, *arguments], cwd=cwd,
-                          env={**environment(), "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=seconds, preexec_fn=limit)
+    return subprocess.run([sys.executable, *arguments], cwd=cwd, env=environment_with_code(),
+                          capture_output=True, text=True, timeout=seconds, preexec_fn=limit)
 
 
 def one_error(result: subprocess.CompletedProcess) -> str:

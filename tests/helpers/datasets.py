@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from captioner.captions.formats.flickr8k import SPLIT_FILES, TOKEN_FILE
+from tests.helpers.archives import write_files
+
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
            "yellow": (235, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -75,6 +78,14 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def write_pictures(folder: Path, names: list[str], seed: int = 0) -> dict[str, list[str]]:
+    """Writes `pictures(len(names), seed)` as JPEGs under `names` (paths relative to `folder`);
+    returns each name's captions."""
+    drawn = dict(zip(names, pictures(len(names), seed), strict=True))
+    write_files(folder, {name: jpeg_bytes(picture.image) for name, picture in drawn.items()})
+    return {name: picture.captions for name, picture in drawn.items()}
+
+
 @dataclass(frozen=True)
 class Flickr8kArchives:
     """The two archives of a Flickr8k-layout collection and its split lists."""
@@ -98,14 +109,21 @@ def write_flickr8k(folder: Path, train: int = 40, dev: int = 10, test: int = 10,
         for picture in drawn:
             data = CORRUPT_BYTES if picture.name in corrupt else jpeg_bytes(picture.image)
             archive.writestr(f"Flicker8k_Dataset/{picture.name}", data)
-    tokens = "".join(f"{picture.name}#{number}\t{caption}\n"
-                     for picture in drawn for number, caption in enumerate(picture.captions))
     with zipfile.ZipFile(text_zip, "w") as archive:
-        archive.writestr("Flickr8k.token.txt", tokens)
-        for split, listed in splits.items():
-            archive.writestr(f"Flickr_8k.{split}Images.txt", "".join(f"{n}\n" for n in listed))
+        captions = {picture.name: picture.captions for picture in drawn}
+        for name, content in flickr8k_text_files(captions, splits).items():
+            archive.writestr(name, content)
         archive.writestr("readme.txt", "A collection drawn by the tests.\n")
     return Flickr8kArchives(images_zip, text_zip, splits)
+
+
+def flickr8k_text_files(captions: dict[str, list[str]], splits: dict[str, list[str]]) -> dict[str, bytes]:
+    """Flickr8k's token file (`NAME#N<TAB>caption` lines) and its train, dev and test lists."""
+    tokens = "".join(f"{name}#{number}\t{caption}\n"
+                     for name, texts in captions.items() for number, caption in enumerate(texts))
+    return {TOKEN_FILE: tokens.encode(),
+            **{SPLIT_FILES[split]: "".join(f"{name}\n" for name in names).encode()
+               for split, names in splits.items()}}
 
 
 # --- captions files in the other formats tokenize reads (captioner/formats) ---------------------
@@ -154,6 +172,16 @@ def write_coco(text_dir: Path, captions: dict[str, list[str]], splits: dict[str,
                                     "annotations": annotations}), encoding="utf-8")
         written.append(path)
     return written
+
+
+def write_coco_zip(folder: Path, captions: dict[str, list[str]], splits: dict[str, str]) -> Path:
+    """`annotations_trainval2014.zip` as COCO ships it: `write_coco`'s files under `annotations/`."""
+    path = folder / "annotations_trainval2014.zip"
+    written = write_coco(folder / "annotations", captions, splits)
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in written:
+            archive.write(file, f"annotations/{file.name}")
+    return path
 
 
 def write_csv(text_dir: Path, captions: dict[str, list[str]],

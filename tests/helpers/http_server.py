@@ -5,7 +5,8 @@ background thread, honouring single `Range: bytes=...` requests, `If-Range` (a v
 no longer matches gets the whole file) and `If-None-Match` (the current ETag gets 304 Not
 Modified). Files carry an ETag (from their content) and Last-Modified.
 Keyword arguments make it misbehave: ignore Range, send no validators, cut the first body short (or
-hang there), or answer a fixed error status.
+hang there), or answer a fixed error status. `serve_endless_body()` answers every GET with a body
+that never ends.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RESUMING_RANGE = re.compile(r"bytes=(\d+)-")
 COPY_CHUNK = 64 * 1024
 POLL_S = 0.05  # how soon the server thread notices shutdown
 
@@ -35,6 +37,13 @@ class Request:
     range: str | None
     if_range: str | None
     status: int
+
+    def resumed_from(self) -> int:
+        """The offset this request's `Range: bytes=N-` asks to resume from (any other Range fails
+        the test)."""
+        match = RESUMING_RANGE.fullmatch(self.range or "")
+        assert match, f"not a resuming Range: {self.range!r}"
+        return int(match[1])
 
 
 @dataclasses.dataclass
@@ -224,3 +233,32 @@ def serve_directory(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class _EndlessHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(bytes(COPY_CHUNK))
+        except OSError:
+            return
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keeps test output quiet."""
+
+
+@contextlib.contextmanager
+def serve_endless_body() -> Iterator[str]:
+    """Answers every GET on 127.0.0.1 with 200 and zeros that never end, for the duration of the
+    block; yields the base URL (no trailing slash)."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessHandler) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True)
+        thread.start()
+        try:
+            host, port = server.server_address[:2]
+            yield f"http://{host}:{port}"
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)

@@ -1,5 +1,5 @@
 """Test helpers: a copy of the project in its own git repo, and `dvc`/stage commands run in it
-(one of them killed at a chosen epoch)."""
+(one of them killed at a chosen epoch); the stages dvc.yaml declares and those dvc.lock records."""
 
 from __future__ import annotations
 
@@ -29,12 +29,18 @@ FAST_PARAMS = {
               "ensemble": 1},
     "evaluate": {"report_images": 4},
 }
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def environment() -> dict[str, str]:
     """This interpreter's bin folder first on PATH, so `python` in dvc.yaml's cmds is this venv's."""
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def environment_with_code() -> dict[str, str]:
+    """`environment()` with this repository's code importable from any folder (PYTHONPATH)."""
+    return {**environment(), "PYTHONPATH": str(ROOT)}
 
 
 def run(command: list[str], cwd: Path, timeout: int = 900, check: bool = True,
@@ -96,6 +102,18 @@ def up_to_date(project: Path) -> bool:
     return json.loads(dvc("status", "--json", cwd=project).stdout) == {}
 
 
+def declared_outputs(stage: str) -> list[str]:
+    """The paths a stage declares in dvc.yaml as outs, metrics or plots, in that order."""
+    entries = [*STAGES[stage].get("outs", []), *STAGES[stage].get("metrics", []),
+               *STAGES[stage].get("plots", [])]
+    return [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
+
+
+def locked_stages(project: Path) -> dict[str, dict]:
+    """Each stage's entry in the project's dvc.lock, by stage name."""
+    return yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+
+
 def stages_run(output: str) -> list[str]:
     """Names of the stages a `dvc repro` or `dvc exp run` output says it ran."""
     return [line.split("'")[1] for line in output.splitlines()
@@ -109,7 +127,8 @@ def place_builtin_pretrained(project: Path, vectors: str = "train", weights: str
         for path in (kind.folder / MANIFEST, kind.manifest_copy):
             write_json(project / path, builtin_manifest(builtin))
 
-def kill_repro_after_epoch(project, epochs_done: int, run: str = "data/train_run") -> None:
+
+def kill_repro_after_epoch(project: Path, epochs_done: int, run: str = "data/train_run") -> None:
     """Starts `dvc repro train` and SIGKILLs it, and all it started, once the run in folder `run`
     has checkpointed `epochs_done` epochs."""
     progress = project / run / "progress.json"
