@@ -13,18 +13,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# Captions are batched with others of similar length so that little of each batch is padding (11 %
-# of the computed words on Flickr8k), and padded to their bucket's bound so that the training step is
-# traced for only a few shapes. One length per bucket (1 % padding, faster epochs) trained worse: a
-# higher validation loss at every epoch, more epochs before early stopping, and test scores no better
-# over three seeds (BENCHMARKS.md).
+# Captions are batched with others of similar length, so that little of each batch is padding, and
+# padded to their bucket's bound, so that the training step is traced for a few shapes only. Batches
+# mix neighbouring lengths on purpose: batches of one length train worse (BENCHMARKS.md).
 LENGTH_BUCKETS = [10, 13, 16, 20]
 # Batches ready ahead of the training step. The map before batching is a cheap row lookup.
 PREFETCH_BATCHES = 4
 # Under a tf.distribute strategy, each global batch is split between the replicas and, across
 # workers, each takes its own part of every batch (sharding by element, as the data is in memory).
-# No autotuning: its thread made the end of an epoch (the iterator's teardown) wait ~30 s in about
-# half the epochs of a full-size run, the CPU idle meanwhile.
+# No autotuning: its thread can hold up the end of an epoch (the iterator's teardown) for tens of
+# seconds, the CPU idle meanwhile.
 DATASET_OPTIONS = tf.data.Options()
 DATASET_OPTIONS.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 DATASET_OPTIONS.autotune.enabled = False
