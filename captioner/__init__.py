@@ -7,6 +7,8 @@
 - `model`: the captioner network, its decoding, saving and scoring.
 - `training`: the `train` stage's: the training loop, self-critical training, ensembles, resuming.
 - `reporting`: the `evaluate` stage's report, epoch table and sample plots.
+- `inference`: the model's use after training: predict, the caption service, the SavedModel export.
 
-Imports run one way: each subpackage uses those listed above it, never one below.
+Imports run one way, down to `core`: `training`, `reporting` and `inference` use the subpackages
+listed above them, never one another (tests/test_architecture.py).
 """

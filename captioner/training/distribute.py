@@ -66,8 +66,8 @@ def strategy_for(distribute: str) -> tf.distribute.Strategy:
     if distribute == "none":
         return tf.distribute.get_strategy()
     if distribute == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices])
+        local = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in local])
     check_tf_config()
     patch_keras_step_logs()
     return tf.distribute.MultiWorkerMirroredStrategy()
