@@ -51,10 +51,10 @@ PLANTED_BUGS = [
     ),
     PlantedBug(
         name=("CIDEr-D reward: candidate n-gram weights are not clipped to the reference's"),
-        file="captioner/training/self_critical.py",
+        file="captioner/model/scoring.py",
         original=("overlap = sum(min(weight, reference.get(ngram, 0.0)) * reference.get(ngram, 0.0)"),
         planted="overlap = sum(weight * reference.get(ngram, 0.0)",
-        tests=["tests/test_self_critical.py"],
+        tests=["tests/test_scoring.py"],
     ),
     PlantedBug(
         name="write_json writes the file in place, not through atomic_path",
@@ -163,7 +163,7 @@ PLANTED_BUGS = [
     ),
     PlantedBug(
         name=("early stopping: a higher val_loss counts as an improvement (every monitor higher-is-better)"),
-        file="captioner/training/loop.py",
+        file="captioner/training/run_state.py",
         original='return new < best if monitor == "val_loss" else new > best',
         planted="return new > best",
         tests=["tests/test_training_loop.py"],
@@ -207,5 +207,55 @@ PLANTED_BUGS = [
         original="self._queue: queue.Queue = queue.Queue(max_queue)",
         planted="self._queue: queue.Queue = queue.Queue()",
         tests=["tests/test_service.py"],
+    ),
+    PlantedBug(
+        name="train stage: its run fingerprint leaves out a setting (a run of other dropout resumes)",
+        file="captioner/training/stage.py",
+        original="return fingerprint(dataclasses.asdict(config), inputs.files())",
+        planted=("return fingerprint({key: value for key, value in dataclasses.asdict(config).items()\n"
+                 "                        if key != \"dropout\"}, inputs.files())"),
+        tests=["tests/test_train_stage.py"],
+    ),
+    PlantedBug(
+        name="train stage: its run fingerprint leaves out the features (new features resume a run)",
+        file="captioner/training/stage.py",
+        original="return [self.vocabulary, self.train_split, self.val_split, self.embeddings, self.features]",
+        planted="return [self.vocabulary, self.train_split, self.val_split, self.embeddings]",
+        tests=["tests/test_train_stage.py"],
+    ),
+    PlantedBug(
+        name="dvc.yaml: evaluate does not depend on data/captions/val.jsonl (the baseline's k)",
+        file="dvc.yaml",
+        original="      - data/captions/train.jsonl\n      - data/captions/val.jsonl\n",
+        planted="      - data/captions/train.jsonl\n",
+        tests=["tests/test_dvc_yaml.py"],
+    ),
+    PlantedBug(
+        name="archive member names: `\\` is not a separator ('..\\..\\x.jpg' is skipped, not refused)",
+        file="captioner/acquire/archives.py",
+        original='parts = PurePosixPath(name.replace("\\\\", "/")).parts',
+        planted="parts = PurePosixPath(name).parts",
+        tests=["tests/test_unpacking.py"],
+    ),
+    PlantedBug(
+        name="best so far: an improving epoch becomes the best epoch but its score is not kept",
+        file="captioner/training/run_state.py",
+        original="self.best, self.best_epoch = logs[monitor], self.epochs_done",
+        planted="self.best_epoch = self.epochs_done",
+        tests=["tests/test_training_loop.py"],
+    ),
+    PlantedBug(
+        name="self-critical phase: it keeps cross-entropy's best score (CIDEr measured against a loss)",
+        file="captioner/training/run_state.py",
+        original="self.phase, self.best = phase, None",
+        planted="self.phase = phase",
+        tests=["tests/test_training_loop.py"],
+    ),
+    PlantedBug(
+        name="self-critical sampler: the unknown word can be drawn (banned ids not all zeroed)",
+        file="captioner/model/decoding.py",
+        original="probabilities[:, list(BANNED_IDS)] = 0.0",
+        planted="probabilities[:, list(BANNED_IDS[:2])] = 0.0",
+        tests=["tests/test_decoding.py"],
     ),
 ]
