@@ -21,8 +21,6 @@ from captioner.core.errors import PipelineError
 from captioner.core.paths import BEST_MODEL, PARAMS_FILE
 from captioner.inference.limits import ServiceLimits
 
-# Images decoded together outside a project, where no evaluate params say; it changes only speed.
-DECODE_BATCH_SIZE = 64
 DECODING_FLAGS = (("--beam-size", int, "1 is greedy"),
                   ("--length-penalty", float, "0 ranks by total log-probability"),
                   ("--max-length", int, "most words"))
@@ -44,7 +42,7 @@ def decoding_settings(arguments: argparse.Namespace) -> tuple[params.DecodingSet
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run in the project "
                             "folder (it decodes as the evaluate stage does) or give --beam-size, "
                             "--length-penalty and --max-length")
-    return params.DecodingSettings(**given), DECODE_BATCH_SIZE
+    return params.DecodingSettings(**given), params.DECODE_BATCH_SIZE
 
 
 def run(arguments: argparse.Namespace) -> int:

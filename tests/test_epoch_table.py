@@ -31,6 +31,7 @@ from tests.helpers.project import FAST_PARAMS, ROOT, dvc, run, set_params
 
 DEFAULT_SAMPLES = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]["sample_images"]
 PREDICT = [sys.executable, "-m", "captioner", "predict"]
+TEST_SPLIT = Path("data/captions/test.jsonl")
 
 
 def split_of(images: list[str], without_features: list[str]) -> Split:
@@ -50,9 +51,9 @@ def a_table(tmp_path: Path, captions: list[list[str]], chosen: int, unsaved: lis
 
 def test_a_count_takes_the_first_test_images_and_a_list_its_images_in_order():
     split = split_of(["x.jpg", "y.jpg", "z.jpg"], without_features=["bad.jpg"])
-    assert choose_samples(2, split) == [0, 1]
-    assert choose_samples(8, split) == [0, 1, 2]
-    assert choose_samples(["z.jpg", "x.jpg"], split) == [2, 0]
+    assert choose_samples(2, split, TEST_SPLIT) == [0, 1]
+    assert choose_samples(8, split, TEST_SPLIT) == [0, 1, 2]
+    assert choose_samples(["z.jpg", "x.jpg"], split, TEST_SPLIT) == [2, 0]
 
 
 @pytest.mark.parametrize(("image", "reason"), [
@@ -62,7 +63,7 @@ def test_a_count_takes_the_first_test_images_and_a_list_its_images_in_order():
 def test_a_listed_image_that_cannot_be_captioned_is_one_error_naming_the_param(image, reason):
     split = split_of(["x.jpg", "y.jpg"], without_features=["bad.jpg"])
     with pytest.raises(PipelineError) as raised:
-        choose_samples(["x.jpg", image], split)
+        choose_samples(["x.jpg", image], split, TEST_SPLIT)
     assert str(raised.value) == f"params.yaml: evaluate.sample_images: {reason}"
 
 

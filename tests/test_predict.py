@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -134,3 +135,18 @@ def test_a_model_whose_config_names_an_unknown_class_is_one_line(tmp_path, monke
     assert code == 2
     assert errors == [f"error: {crafted}: cannot load the model: Could not deserialize "
                       "'keras.layers.NoSuchLayer' because it is not a KerasSaveable subclass"]
+
+
+def test_a_keras_model_that_is_not_a_captioner_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "good").mkdir()
+    model = saved_model(tmp_path / "good")
+    inputs = [keras.Input((4,), name="image_features"), keras.Input((None,), dtype="int32")]
+    other = keras.Model(inputs, keras.layers.Dense(3, name="scores")(inputs[0]))
+    stranger = tmp_path / "model.keras"
+    other.save(stranger)
+    model_info_path(stranger).write_text(model_info_path(model).read_text())
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(stranger))
+    assert code == 2
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: {stranger}: not a caption model of this project: ")
+    assert "image_dropout" in errors[0]

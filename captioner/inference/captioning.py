@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from captioner.core.errors import PipelineError
-from captioner.core.params import DecodingSettings
+from captioner.core.params import DECODE_BATCH_SIZE, DecodingSettings
 from captioner.core.text import decode
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import CaptionModel, load_model, model_info_path
@@ -63,7 +63,8 @@ def file_md5(path: Path) -> str:
 class ImageCaptioner:
     """A trained model with its CNN, decoding with the given settings, `batch_size` images at once."""
 
-    def __init__(self, model_path: Path, settings: DecodingSettings, batch_size: int = 64) -> None:
+    def __init__(self, model_path: Path, settings: DecodingSettings,
+                 batch_size: int = DECODE_BATCH_SIZE) -> None:
         self.trained = load_model(model_path)
         self.extractor = model_extractor(self.trained, model_path)
         self.decoder = Decoder.from_model(self.trained.model)

@@ -86,7 +86,10 @@ def load_model(path: Path) -> CaptionModel:
     except (OSError, ValueError) as error:
         raise PipelineError(f"{path}: cannot load the model: {error}") from None
     vocabulary, backbone = _read_model_info(info_path)
-    vocab_size = MergeLayers.of(ensemble_members(model)[0]).next_word.units
+    try:
+        vocab_size = MergeLayers.of(ensemble_members(model)[0]).next_word.units
+    except ValueError as error:
+        raise PipelineError(f"{path}: not a caption model of this project: {error}") from None
     if len(vocabulary) != vocab_size:
         raise PipelineError(f"{info_path}: vocabulary has {len(vocabulary)} words but "
                             f"the model predicts {vocab_size}")

@@ -1,7 +1,10 @@
-"""Caption generation: beam search batched across images (beam size 1 is greedy decoding).
+"""Caption generation: beam search batched across images (beam size 1 is greedy decoding), and the
+sampling that self-critical training draws its captions with.
 
 The search is TensorFlow ops in one graph, so the same function decodes for evaluate and predict
-and inside the exported SavedModel (captioner/inference/export.py).
+and inside the exported SavedModel (captioner/inference/export.py). `Decoder` runs it over feature
+arrays with one DecodingSettings value: best captions as ids or words, every beam, or the captions
+with decoding's speed (as evaluate and benchmarks/speeds.py measure it).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from captioner.core.params import DecodingSettings
+from captioner.core.params import DECODE_BATCH_SIZE, DecodingSettings
 from captioner.core.text import END_ID, PAD_ID, START_ID, UNK_ID, decode
 from captioner.model.network import decoding_models
 
@@ -141,7 +144,7 @@ class Decoder:
         models = decoding_models(model)
         return cls(compiled(models.encode_image), compiled(models.step))
 
-    def beams(self, features: np.ndarray, settings: DecodingSettings, batch_size: int = 64,
+    def beams(self, features: np.ndarray, settings: DecodingSettings, batch_size: int = DECODE_BATCH_SIZE,
               progress: bool = False) -> list[list[Beam]]:
         """Every image's `settings.beam_size` hypotheses, best first (see beam_search)."""
         results: list[list[Beam]] = []
@@ -158,20 +161,20 @@ class Decoder:
                 bar.update(len(batch))
         return results
 
-    def caption_ids(self, features: np.ndarray, settings: DecodingSettings, batch_size: int = 64,
-                    progress: bool = False) -> list[list[int]]:
+    def caption_ids(self, features: np.ndarray, settings: DecodingSettings,
+                    batch_size: int = DECODE_BATCH_SIZE, progress: bool = False) -> list[list[int]]:
         """Word ids of the best caption for each image, without start, end, unknown or padding tokens."""
         return [image_beams[0].ids
                 for image_beams in self.beams(features, settings, batch_size, progress)]
 
     def captions(self, features: np.ndarray, settings: DecodingSettings, vocabulary: list[str],
-                 batch_size: int = 64, progress: bool = False) -> list[str]:
+                 batch_size: int = DECODE_BATCH_SIZE, progress: bool = False) -> list[str]:
         """The best caption of each image, in words."""
         return [decode(ids, vocabulary)
                 for ids in self.caption_ids(features, settings, batch_size, progress)]
 
     def timed_captions(self, features: np.ndarray, settings: DecodingSettings,
-                       vocabulary: list[str], batch_size: int = 64,
+                       vocabulary: list[str], batch_size: int = DECODE_BATCH_SIZE,
                        progress: bool = False) -> tuple[list[str], float]:
         """The best caption of each image and decoding's speed in images per second.
 
@@ -180,5 +183,6 @@ class Decoder:
         """
         self.caption_ids(features[:batch_size], replace(settings, max_length=2), batch_size)
         started = time.perf_counter()
-        captions = self.captions(features, settings, vocabulary, batch_size, progress)
-        return captions, len(features) / (time.perf_counter() - started)
+        ids = self.caption_ids(features, settings, batch_size, progress)
+        images_per_s = len(features) / (time.perf_counter() - started)
+        return [decode(caption, vocabulary) for caption in ids], images_per_s

@@ -19,6 +19,9 @@ from keras import layers
 
 from captioner.core.text import PAD_ID
 
+# The layer that only train.image_init_state adds.
+OPTIONAL_LAYERS = {"image_to_state"}
+
 
 @dataclass
 class MergeLayers:
@@ -64,10 +67,11 @@ class MergeLayers:
 
     @classmethod
     def of(cls, model: keras.Model) -> MergeLayers:
-        """The layers of a trained (or loaded) merge captioner."""
+        """The layers of a trained (or loaded) merge captioner; a ValueError names the first one
+        missing."""
         present = {layer.name for layer in model.layers}
-        return cls(**{field.name: model.get_layer(field.name) if field.name in present else None
-                      for field in fields(cls)})
+        return cls(**{field.name: None if field.name in OPTIONAL_LAYERS and field.name not in present
+                      else model.get_layer(field.name) for field in fields(cls)})
 
     @property
     def state_count(self) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json, read_jsonl, read_npy
-from captioner.core.paths import FEATURES, FEATURES_RECORD
+from captioner.core.paths import FEATURES_RECORD
 
 
 @dataclass
@@ -65,12 +65,13 @@ def load_split(path: Path, features: Features) -> Split:
     return Split(kept, features.of([record["image"] for record in kept]), without)
 
 
-def warn_without_features(splits: dict[str, Split]) -> None:
-    """One warning line on stderr when any split left images out for having no features."""
+def warn_without_features(splits: dict[str, Split], features_folder: Path) -> None:
+    """One warning line on stderr when any split left images out for having no features in
+    `features_folder`."""
     counts = {name: len(split.without_features) for name, split in splits.items()
               if split.without_features}
     if counts:
         first = next(split.without_features[0] for split in splits.values() if split.without_features)
         listed = ", ".join(f"{count} {name}" for name, count in counts.items())
-        print(f"warning: {FEATURES}: no features for {listed} images (undecodable, e.g. {first}; "
+        print(f"warning: {features_folder}: no features for {listed} images (undecodable, e.g. {first}; "
               f"see {FEATURES_RECORD}): their captions are left out", file=sys.stderr)

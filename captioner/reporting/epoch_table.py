@@ -25,7 +25,6 @@ from captioner.core.paths import (
     FEATURES_RECORD,
     PARAMS_FILE,
     ModelFolder,
-    split_file,
 )
 from captioner.core.phases import SELF_CRITICAL
 from captioner.model.artifacts import CaptionModel, load_model
@@ -84,9 +83,10 @@ def unsaved_note(table: EpochTable) -> str:
     return f"Epochs {listed}: no saved model (train.save_every_epoch is false)."
 
 
-def choose_samples(sample_images: int | list[str], test: Split) -> list[int]:
-    """Indices into `test.records` of the sample images: the first `sample_images` (all, if there are
-    fewer), or the images listed, in their order, each checked to be a test image with features."""
+def choose_samples(sample_images: int | list[str], test: Split, test_path: Path) -> list[int]:
+    """Indices into `test.records` (read from `test_path`) of the sample images: the first
+    `sample_images` (all, if there are fewer), or the images listed, in their order, each checked
+    to be a test image with features."""
     if isinstance(sample_images, int):
         return list(range(min(sample_images, len(test.records))))
     index = {record["image"]: position for position, record in enumerate(test.records)}
@@ -96,7 +96,7 @@ def choose_samples(sample_images: int | list[str], test: Split) -> list[int]:
                                 f"features (undecodable, see {FEATURES_RECORD})")
         if image not in index:
             raise PipelineError(f"{PARAMS_FILE}: evaluate.sample_images: {image} is not a test image "
-                                f"(not in {split_file('test')})")
+                                f"(not in {test_path})")
     return [index[image] for image in sample_images]
 
 

@@ -88,8 +88,8 @@ def evaluate_test_split(config: EvaluateParams, inputs: EvaluateInputs,
     splits = {name: load_split(path, features) for name, path in (
         ("train", inputs.train_split), ("val", inputs.val_split), ("test", inputs.test_split))}
     test = splits["test"]
-    warn_without_features({"test": test})
-    sample_rows = choose_samples(config.sample_images, test)
+    warn_without_features({"test": test}, inputs.features)
+    sample_rows = choose_samples(config.sample_images, test, inputs.test_split)
     models = ModelFolder(inputs.models)
     trained = load_model(models.model)
     captions, images_per_s = Decoder.from_model(trained.model).timed_captions(

@@ -153,7 +153,7 @@ def load_training_data(config: TrainParams, inputs: TrainInputs) -> tuple[Traini
     features = load_features(inputs.features)
     splits = {"train": load_split(inputs.train_split, features),
               "val": load_split(inputs.val_split, features)}
-    warn_without_features(splits)
+    warn_without_features(splits, inputs.features)
     data = TrainingData(splits["train"].records, splits["train"].features, splits["val"].records,
                         splits["val"].features, read_json(inputs.vocabulary), config.val_bleu_images)
     return data, splits
