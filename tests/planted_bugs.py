@@ -242,14 +242,14 @@ PLANTED_BUGS = [
         file="captioner/training/run_state.py",
         original="self.best, self.best_epoch = logs[monitor], self.epochs_done",
         planted="self.best_epoch = self.epochs_done",
-        tests=["tests/test_training_loop.py"],
+        tests=["tests/test_run_state.py", "tests/test_training_loop.py"],
     ),
     PlantedBug(
         name="self-critical phase: it keeps cross-entropy's best score (CIDEr measured against a loss)",
         file="captioner/training/run_state.py",
         original="self.phase, self.best = phase, None",
         planted="self.phase = phase",
-        tests=["tests/test_training_loop.py"],
+        tests=["tests/test_run_state.py", "tests/test_training_loop.py"],
     ),
     PlantedBug(
         name="self-critical sampler: the unknown word can be drawn (banned ids not all zeroed)",

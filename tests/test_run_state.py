@@ -1,5 +1,6 @@
 """A run folder resumes only the run it belongs to: the settings and input bytes' fingerprint must
-match and the checkpoint of its last epoch must be there; anything else starts afresh."""
+match and the checkpoint of its last epoch must be there; anything else starts afresh. A run's
+progress keeps the best epoch of each phase."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import asdict
 import pytest
 
 from captioner.core.files import write_json
+from captioner.core.phases import SELF_CRITICAL
 from captioner.training.run_state import Progress, RunFolder, fingerprint
 
 
@@ -48,3 +50,15 @@ def test_the_fingerprint_changes_with_a_setting_and_with_an_input_byte(tmp_path)
     assert fingerprint({"units": 32}, [inputs]) != first
     (inputs / "nested" / "data.bin").write_bytes(b"0124")
     assert fingerprint({"units": 64}, [inputs]) != first
+
+
+def test_progress_keeps_the_best_of_each_phase_by_that_phase_s_monitor():
+    progress = Progress("fingerprint")
+    assert progress.record({"val_loss": 2.0}, "val_loss")
+    assert not progress.record({"val_loss": 2.5}, "val_loss")
+    assert (progress.best, progress.best_epoch, progress.epochs_without_improvement) == (2.0, 1, 1)
+    progress.begin_phase(SELF_CRITICAL)
+    # A CIDEr far below the cross-entropy phase's best loss is still the new phase's first best.
+    assert progress.record({"val_cider": 0.5}, "val_cider")
+    assert not progress.record({"val_cider": 0.4}, "val_cider")
+    assert (progress.phase, progress.best, progress.best_epoch) == (SELF_CRITICAL, 0.5, 3)
