@@ -15,19 +15,26 @@ from captioner.model.network import build_captioner
 VOCAB_SIZE = 12
 
 
-@pytest.fixture(scope="module", params=[("gru", False), ("lstm", True)],
-                ids=["gru-merge", "lstm-merge-and-init-state"])
+@pytest.fixture(scope="module", params=[("gru", False, None), ("lstm", True, None), ("gru", True, 4)],
+                ids=["gru-merge", "lstm-merge-and-init-state", "gru-attention-over-4-regions"])
 def model(request):
-    rnn, image_init_state = request.param
+    rnn, image_init_state, regions = request.param
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(VOCAB_SIZE, 6)).astype(np.float32)
     captioner = build_captioner(embedding, feature_dim=5, units=16, rnn=rnn, dropout=0.0,
-                                train_embedding=True, image_init_state=image_init_state)
+                                train_embedding=True, image_init_state=image_init_state,
+                                regions=regions, attention_units=8)
     # Random weights large enough that the argmax varies from step to step.
     for layer_name in ("caption_rnn", "next_word", "decoder_hidden"):
         layer = captioner.get_layer(layer_name)
         layer.set_weights([w * 3 for w in layer.get_weights()])
     return captioner
+
+
+def image_features(model, count: int, seed: int) -> np.ndarray:
+    """Random image inputs of the model's shape: pooled vectors or regions."""
+    shape = (count, *model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
 def reference_greedy(model, features, max_length):
@@ -47,13 +54,13 @@ def reference_greedy(model, features, max_length):
 
 
 def test_beam_one_equals_greedy_over_the_training_graph(model):
-    features = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    features = image_features(model, 6, seed=1)
     decoded = Decoder.from_model(model).caption_ids(features, DecodingSettings(1, max_length=8))
     assert decoded == reference_greedy(model, features, max_length=8)
 
 
 def test_batched_decoding_equals_one_image_at_a_time(model):
-    features = np.random.default_rng(2).normal(size=(7, 5)).astype(np.float32)
+    features = image_features(model, 7, seed=2)
     decoder = Decoder.from_model(model)
     together = decoder.caption_ids(features, DecodingSettings(3, max_length=8), batch_size=7)
     alone = [decoder.caption_ids(features[i:i + 1], DecodingSettings(3, max_length=8))[0]

@@ -263,7 +263,8 @@ def test_decode_threads_do_not_change_the_pixels(images):
         np.testing.assert_array_equal(reasons_one, reasons_two)
 
 
-def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
+def _prepare_stage(folder: Path, max_bad_fraction: float, grid: bool = False,
+                   mirrored: bool = False) -> None:
     images = folder / "data/raw/images"
     (images / "more").mkdir(parents=True)
     write_unusual_images(images)
@@ -271,7 +272,8 @@ def _prepare_stage(folder: Path, max_bad_fraction: float) -> None:
     (images / "a_rgb.jpg").rename(images / "more/a_rgb.jpg")
     (images / "notes.txt").write_text("not an image, so not counted as a bad one")
     section = {"backbone": "efficientnet_lite0", "weights": "imagenet", "weights_sha256": "",
-               "batch_size": 4, "decode_threads": 2, "max_bad_fraction": max_bad_fraction}
+               "batch_size": 4, "decode_threads": 2, "max_bad_fraction": max_bad_fraction,
+               "grid": grid, "mirrored": mirrored}
     (folder / "params.yaml").write_text(yaml.safe_dump({"extract_features": section}))
     place_builtin_pretrained(folder)
 
@@ -301,6 +303,51 @@ def test_stage_writes_features_ids_backbone_and_metrics(tmp_path, monkeypatch, c
     assert rebuilt.batch_size == 4
     alone = [rebuilt.extract([Path("data/raw/images") / image_id]).features for image_id in ids]
     assert_same_batch_shape_features(np.concatenate(alone), features)
+    assert not Path("data/features/grid.npy").exists()
+
+
+def test_with_grid_and_mirrored_the_stage_writes_regions_and_the_mirrored_photos_features(
+        tmp_path, monkeypatch, capsys):
+    _prepare_stage(tmp_path, max_bad_fraction=0.5, grid=True, mirrored=True)
+    _red_left_blue_right().save(tmp_path / "data/raw/images/halves.png")
+    monkeypatch.chdir(tmp_path)
+
+    extract_features.main()
+
+    features = read_npy("data/features/features.npy")
+    grid = np.load("data/features/grid.npy", mmap_mode="r")
+    assert grid.dtype == np.float16 and grid.shape == (8, 49, 1280)
+    record = read_json("data/records/extract_features.json")
+    assert (record["grid"], record["mirrored"]) == ([49, 1280], True)
+    assert "and x 49 regions -> grid.npy" in capsys.readouterr().out
+    assert not [path for path in Path("data").rglob("*") if "tmp" in path.name]
+    # The pooled vectors are the plain extractor's; the regions' mean is theirs, up to float16.
+    plain = FeatureExtractor("efficientnet_lite0", "imagenet", batch_size=4)
+    ids = read_json("data/features/images.json")
+    expected = plain.extract([Path("data/raw/images") / image_id for image_id in ids]).features
+    np.testing.assert_array_equal(features, expected)
+    np.testing.assert_allclose(grid.astype(np.float32).mean(axis=1), features, rtol=2**-9,
+                               atol=2**-10)
+    regions = FeatureExtractor("efficientnet_lite0", "imagenet", batch_size=4, grid=True)
+    assert regions.feature_shape == (49, 1280)
+    alone = regions.extract([Path("data/raw/images") / ids[-1]]).features
+    assert_same_batch_shape_features(alone, grid[-1:])
+    # The mirrored photos' pooled vectors and regions, of the same images in the same rows.
+    mirrored_grid = np.load("data/features/mirrored_grid.npy", mmap_mode="r")
+    assert mirrored_grid.shape == grid.shape
+    pixels = np.stack([load_pixels(Path("data/raw/images") / image_id) for image_id in ids[:4]])
+    pooled, mirrored_regions = regions.forward_all(pixels[:, :, ::-1])
+    assert_same_batch_shape_features(read_npy("data/features/mirrored_features.npy")[:4], pooled)
+    assert_same_batch_shape_features(mirrored_grid[:4], mirrored_regions)
+    # Red left, blue right: the mirror's left column of regions is like the photo's right one.
+    halves = ids.index("halves.png")
+    photo, mirror = (array[halves].astype(np.float32).reshape(7, 7, -1) for array in (grid, mirrored_grid))
+    assert np.abs(mirror[:, 0] - photo[:, 6]).mean() * 2 < np.abs(mirror[:, 0] - photo[:, 0]).mean()
+
+
+def test_grid_features_need_a_backbone_whose_map_they_can_be(tmp_path):
+    with pytest.raises(PipelineError, match="resnet50: grid features need an EfficientNet-Lite"):
+        FeatureExtractor("resnet50", "none", batch_size=2, grid=True)
 
 
 @pytest.mark.parametrize(("description", "problem"), [

@@ -44,6 +44,10 @@ def load_with(tmp_path, section, changes):
     ("download", {"images_sha256": "abc"},
      "download.images_sha256: must be 64 lowercase hex digits, or empty (unchecked), got 'abc'"),
     ("train", {"dropout": True}, "train.dropout: must be a number, got True"),
+    ("train", {"decoder": "transformer"}, "train.decoder: must be merge, attention, or a list of "
+                                         "these, one per ensemble member, got 'transformer'"),
+    ("train", {"decoder": ["merge"]}, "train.decoder: a list needs one decoder per member "
+                                      "(ensemble 2), got 1"),
     ("tokenize", {"val_images": 2.5}, "tokenize.val_images: must be a count (a whole number >= 1) "
                                       "or a fraction (0 < x < 1), got 2.5"),
     ("evaluate", {"sample_images": ["a.jpg", "a.jpg"]}, "evaluate.sample_images: must be a count "
@@ -60,12 +64,13 @@ def test_every_bad_key_is_reported_at_once_one_line_each(tmp_path):
     with pytest.raises(PipelineError) as raised:
         load_with(tmp_path, "train", {"units": 0, "rnn": "cnn", "epochs": "ten", "bogus": 1})
     assert sorted(str(raised.value).splitlines()) == sorted([
-        "params.yaml: unknown key train.bogus (known: units, rnn, dropout, train_embedding, "
+        "params.yaml: unknown key train.bogus (known: decoder, attention_units, units, rnn, "
+        "dropout, train_embedding, "
         "image_init_state, optimizer, learning_rate, learning_rate_decay, label_smoothing, precision, "
         "distribute, batch_size, epochs, patience, monitor, val_bleu_images, save_every_epoch, "
         "self_critical_epochs, self_critical_start, self_critical_monitor, "
         "self_critical_learning_rate, self_critical_samples, self_critical_batch_images, "
-        "self_critical_max_words, ensemble, seed)",
+        "self_critical_max_words, ensemble, mirrored_views, seed)",
         "params.yaml: train.units: must be >= 1, got 0",
         "params.yaml: train.rnn: must be 'gru' or 'lstm', got 'cnn'",
         "params.yaml: train.epochs: must be an integer, got 'ten'",

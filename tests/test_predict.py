@@ -23,11 +23,12 @@ LITE0_DIM = 1280
 
 
 def saved_model(folder: Path, feature_dim: int = LITE0_DIM,
-                backbone: str = "efficientnet_lite0") -> Path:
-    """An untrained captioner saved as the train stage saves one."""
+                backbone: str = "efficientnet_lite0", regions: int | None = None) -> Path:
+    """An untrained captioner saved as the train stage saves one; with `regions`, one with the
+    attention decoder."""
     embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
     model = build_captioner(embedding, feature_dim=feature_dim, units=8, rnn="gru", dropout=0.0,
-                            train_embedding=False)
+                            train_embedding=False, regions=regions, attention_units=8)
     path = folder / "model.keras"
     save_model(model, path, VOCABULARY, {"backbone": backbone, "weights": "imagenet",
                                          "dim": LITE0_DIM, "batch_size": 4})
@@ -80,8 +81,8 @@ def test_model_for_another_backbone_is_refused(tmp_path, monkeypatch, capsys):
     model = saved_model(tmp_path, feature_dim=16)
     code, _, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model))
     assert code == 2
-    assert errors == [f"error: {model}: expects 16-d image features but efficientnet_lite0 "
-                      f"gives {LITE0_DIM}"]
+    assert errors == [f"error: {model}: expects image features shaped (16,) but efficientnet_lite0 "
+                      f"gives ({LITE0_DIM},)"]
 
 
 def test_model_with_an_unknown_backbone_is_refused(tmp_path, monkeypatch, capsys):
@@ -150,3 +151,37 @@ def test_a_keras_model_that_is_not_a_captioner_is_one_line(tmp_path, monkeypatch
     assert len(errors) == 1
     assert errors[0].startswith(f"error: {stranger}: not a caption model of this project: ")
     assert "image_dropout" in errors[0]
+
+
+def test_attention_maps_are_drawn_for_every_captioned_image(tmp_path, monkeypatch, capsys):
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for name, colour in (("red one.jpg", (200, 30, 30)), ("blue.png", (30, 30, 200))):
+        Image.new("RGB", (120, 90), colour).save(pictures / name)
+    (pictures / "notes.txt").write_text("not an image")
+    model = saved_model(tmp_path, regions=49)
+    maps = tmp_path / "maps"
+    code, output, errors = predict(monkeypatch, capsys, str(pictures), "--model", str(model),
+                                   "--beam-size", "2", "--max-length", "4", "--length-penalty", "0",
+                                   "--attention-maps", str(maps))
+    assert code == 1 and errors == [f"error: {pictures / 'notes.txt'}: not an image Pillow can read"]
+    figures = [line.split("\t") for line in output]
+    assert [(image, figure) for image, _, figure in figures] == [
+        (str(pictures / "blue.png"), str(maps / "001_blue.png")),
+        (str(pictures / "red one.jpg"), str(maps / "002_red_one.png"))]
+    for _, caption, figure in figures:
+        with Image.open(figure) as drawn:
+            # The photo, then a panel per word, five to a row, each under its word.
+            panels = 1 + len(caption.split())
+            assert drawn.size == (5 * 160, -(-panels // 5) * (160 + 24))
+
+
+def test_attention_maps_of_a_model_that_does_not_attend_are_one_line(tmp_path, monkeypatch,
+                                                                     capsys):
+    model = saved_model(tmp_path)
+    code, output, errors = predict(monkeypatch, capsys, str(tmp_path), "--model", str(model),
+                                   "--attention-maps", str(tmp_path / "maps"))
+    assert (code, output) == (2, [])
+    assert errors == [f"error: {model}: has no attention decoder (train.decoder attention), so no "
+                      "attention maps"]
+    assert not (tmp_path / "maps").exists()

@@ -8,22 +8,24 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import re
 import typing
 
 import pytest
 import tensorflow as tf
 
 from captioner.core import params, paths
+from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
 from captioner.core.paths import ModelFolder
 from captioner.model.artifacts import load_model
-from captioner.model.network import ensemble_members
+from captioner.model.network import ensemble_members, reads_regions
 from captioner.training import distribute
 from captioner.training.ensemble import MEMBER_SEED_STEP, member_configs
 from captioner.training.stage import members_of, run_fingerprint, train_stage
 from stages import train as train_script
 from tests.helpers.project import set_params
-from tests.helpers.training import train_project
+from tests.helpers.training import add_regions, train_project
 
 
 @pytest.fixture
@@ -87,6 +89,31 @@ def test_a_lone_model_is_published_as_it_is(project):
     assert len(history_rows()) == 2
 
 
+def test_members_with_different_decoders_are_published_as_one_ensemble_reading_regions(project):
+    add_regions(project)
+    train_with(config_with(ensemble=2, decoder=["merge", "attention"]))
+    published = load_model(paths.BEST_MODEL).model
+    assert reads_regions(published)
+    assert [reads_regions(member) for member in ensemble_members(published)] == [False, True]
+    assert not reads_regions(load_model(ModelFolder(paths.MODELS).member(1).model).model)
+    assert set(read_json(paths.TRAIN_SUMMARY)["ensemble"]) == {"val_loss", "val_bleu4", "val_cider"}
+
+
+def test_an_attention_member_without_regions_is_refused_naming_the_folder(project):
+    with pytest.raises(PipelineError, match=re.escape(
+            "data/features: no grid.npy, the regions the attention decoder reads "
+            "(set extract_features.grid: true)")):
+        train_with(config_with(ensemble=1, decoder="attention"))
+
+
+def test_a_decoder_list_needs_one_decoder_per_member():
+    with pytest.raises(PipelineError, match=re.escape(
+            "train.decoder: a list needs one decoder per member (ensemble 3), got 2")):
+        params.parse(params.TrainParams, "train",
+                     {**dataclasses.asdict(config_with()), "ensemble": 3,
+                      "decoder": ["merge", "attention"]})
+
+
 def test_a_worker_that_is_not_the_chief_writes_nothing_into_the_project(project, monkeypatch,
                                                                        capsys):
     monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
@@ -107,10 +134,10 @@ def another_value(config: params.TrainParams, name: str) -> params.TrainParams:
         candidates = [value + 1, value - 1]
     elif isinstance(value, float):
         candidates = [value + 0.1, value / 2]
-    else:
-        candidates = [choice for choice in typing.get_args(typing.get_args(kind)[0] if
-                                                           typing.get_origin(kind) is typing.Annotated
-                                                           else kind) if choice != value]
+    else:  # a Literal, maybe inside Annotated or first in a Union
+        while typing.get_origin(kind) in (typing.Annotated, typing.Union):
+            kind = typing.get_args(kind)[0]
+        candidates = [choice for choice in typing.get_args(kind) if choice != value]
     for candidate in candidates:
         with contextlib.suppress(ValueError):
             return dataclasses.replace(config, **{name: candidate})

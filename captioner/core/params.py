@@ -27,6 +27,8 @@ Backbone = Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lit
 CaptionFormat = Literal["auto", "flickr8k", "flickr30k", "karpathy", "coco", "csv"]
 # train.distribute: one process on one device, all local devices, or several machines (TF_CONFIG).
 DistributeMode = Literal["none", "mirrored", "multi_worker"]
+# train.decoder: the pooled image vector merged with the words, or that and attention over regions.
+Decoder = Literal["merge", "attention"]
 BACKBONES, CAPTION_FORMATS, DISTRIBUTE_MODES = (get_args(kind) for kind in
                                                 (Backbone, CaptionFormat, DistributeMode))
 
@@ -109,10 +111,17 @@ class ExtractFeaturesParams:
     batch_size: Positive
     decode_threads: Positive
     max_bad_fraction: Annotated[float, Field(ge=0, le=1)]
+    grid: Annotated[bool, Field(description="the attention decoder reads the regions")]
+    mirrored: Annotated[bool, Field(description="train.mirrored_views reads the mirrored photos")]
 
 
 @dataclass(frozen=True, config=SECTION_CONFIG)
 class TrainParams:
+    """`decoder` is every member's, or a list of one per member of the ensemble."""
+
+    decoder: Annotated[Decoder | Annotated[list[Decoder], Field(min_length=1)], Field(
+        description="merge, attention, or a list of these, one per ensemble member")]
+    attention_units: Positive
     units: Positive
     rnn: Literal["gru", "lstm"]
     dropout: Annotated[float, Field(ge=0, lt=1)]
@@ -142,7 +151,21 @@ class TrainParams:
     self_critical_batch_images: Positive
     self_critical_max_words: Positive
     ensemble: Annotated[int, Field(ge=1, description="the number of models trained")]
+    mirrored_views: Annotated[bool, Field(description=(
+        "each cross-entropy epoch, each training image is seen as it is or mirrored, drawn"))]
     seed: int
+
+    @model_validator(mode="after")
+    def _one_decoder_per_member(self) -> TrainParams:
+        if isinstance(self.decoder, list) and len(self.decoder) != self.ensemble:
+            raise ValueError(f"decoder: a list needs one decoder per member (ensemble "
+                             f"{self.ensemble}), got {len(self.decoder)}")
+        return self
+
+    @property
+    def decoders(self) -> list[str]:
+        """Each member's decoder."""
+        return self.decoder if isinstance(self.decoder, list) else [self.decoder] * self.ensemble
 
 
 # Images decoded together where no evaluate params say (outside a project); it changes only speed.

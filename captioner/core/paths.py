@@ -47,6 +47,8 @@ EMBEDDINGS = EMBEDDINGS_DIR / "matrix.npy"
 EMBED_RECORD = RECORDS / "embed.json"
 
 FEATURES = Path("data/features")
+# The mirrored photos' files beside the others in FEATURES: mirrored_features.npy, mirrored_grid.npy.
+MIRRORED_PREFIX = "mirrored_"
 FEATURES_RECORD = RECORDS / "extract_features.json"
 FEATURES_SPEED = Path("metrics/speed/extract_features.json")
 

@@ -15,6 +15,7 @@ from captioner.core.text import decode
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import CaptionModel, load_model, model_info_path
 from captioner.model.decoding import Decoder
+from captioner.model.network import reads_regions
 
 HASH_CHUNK = 1 << 20
 
@@ -41,13 +42,14 @@ class Caption:
 
 
 def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor:
-    """The feature extractor (backbone, weights, batch shape) a model was trained with, refused
-    when the model cannot use its features."""
-    extractor = FeatureExtractor.from_mapping(trained.backbone, str(model_info_path(model_path)))
-    expected_dim = trained.model.inputs[0].shape[-1]  # the image features
-    if extractor.dim != expected_dim:
-        raise PipelineError(f"{model_path}: expects {expected_dim}-d image features but "
-                            f"{extractor.backbone} gives {extractor.dim}")
+    """The feature extractor (backbone, weights, batch shape) a model was trained with, giving the
+    regions when the model reads them; refused when the model cannot use its features."""
+    extractor = FeatureExtractor.from_mapping(trained.backbone, str(model_info_path(model_path)),
+                                              grid=reads_regions(trained.model))
+    expected = tuple(trained.model.inputs[0].shape[1:])  # the image features
+    if extractor.feature_shape != expected:
+        raise PipelineError(f"{model_path}: expects image features shaped {expected} but "
+                            f"{extractor.backbone} gives {extractor.feature_shape}")
     return extractor
 
 

@@ -43,8 +43,8 @@ def _captions(words: tf.Tensor, vocabulary: tf.Tensor) -> tf.Tensor:
 def export(captioner: ImageCaptioner, folder: str) -> None:
     """Writes the SavedModel of `captioner` into `folder`; its endpoint `serve` (and the
     serving_default signature) maps a batch of encoded images to their captions."""
-    cnn = captioner.extractor.model
-    batch_size = captioner.extractor.batch_size
+    extractor = captioner.extractor
+    batch_size = extractor.batch_size
     models = decoding_models(captioner.trained.model)
     encode, step = compiled(models.encode_image), compiled(models.step)
     vocabulary = tf.constant(captioner.trained.vocabulary)
@@ -59,9 +59,9 @@ def export(captioner: ImageCaptioner, folder: str) -> None:
         shape = shapes[tf.clip_by_value(count, 1, batch_size) - 1]
         padded = tf.pad(pixels, [[0, -count % shape], [0, 0], [0, 0], [0, 0]])
         batches = tf.reshape(padded, [-1, shape, IMAGE_SIZE, IMAGE_SIZE, 3])
-        features = tf.map_fn(lambda batch: cnn(tf.cast(batch, tf.float32), training=False),
+        features = tf.map_fn(lambda batch: extractor.features_of(tf.cast(batch, tf.float32)),
                              batches, fn_output_signature=tf.float32)
-        features = tf.reshape(features, [-1, captioner.extractor.dim])[:count]
+        features = tf.reshape(features, [-1, *extractor.feature_shape])[:count]
         # predict's features are stored as float16.
         features = tf.cast(tf.cast(features, tf.float16), tf.float32)
         words, scores = beam_search(encode, step, features, settings.beam_size,
@@ -70,7 +70,7 @@ def export(captioner: ImageCaptioner, folder: str) -> None:
         return {"caption": alternatives[:, 0], "alternatives": alternatives, "scores": scores}
 
     archive = keras.export.ExportArchive()
-    archive.track(cnn)
+    archive.track(extractor.model)
     archive.track(captioner.trained.model)
     # A tf.function of its own: the archive would trace a plain function without AutoGraph,
     # which beam search's loop needs.

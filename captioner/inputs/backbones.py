@@ -85,9 +85,21 @@ def build_backbone(name: str, weights: str, include_top: bool = False) -> keras.
     raise PipelineError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
 
 
+def with_grid(backbone: keras.Model) -> keras.Model:
+    """The backbone (built without its head) with a second output: the feature map it pools, as a
+    grid of regions (batch, rows * columns, channels). The pooled output is computed as before."""
+    pooling = backbone.layers[-1]
+    if not isinstance(pooling, keras.layers.GlobalAveragePooling2D):
+        raise PipelineError(f"{backbone.name}: grid features need an EfficientNet-Lite backbone")
+    _, rows, columns, channels = pooling.input.shape
+    grid = keras.layers.Reshape((rows * columns, channels), name="regions")(pooling.input)
+    return keras.Model(backbone.input, [backbone.output, grid], name=f"{backbone.name}_grid")
+
+
 def feature_dim(model: keras.Model) -> int:
-    """Length of the feature vector a backbone built without its head returns."""
-    return int(model.output_shape[-1])
+    """Length of the feature vector (of each region) a backbone built without its head returns."""
+    return int(model.output_shape[0][-1] if isinstance(model.output_shape, list)
+               else model.output_shape[-1])
 
 
 def _image_input() -> keras.KerasTensor:

@@ -1,8 +1,12 @@
-"""The "merge" caption model: an image branch and a text branch added, then a word classifier.
+"""The "merge" caption model: an image branch and a text branch added, then a word classifier;
+and the attention decoder, which adds a third branch: at each word, the regions of the CNN's
+feature map weighted by how well they match the recurrent output (Show, Attend and Tell's soft
+attention, with the recurrent layer still reading only words).
 
 Training reads whole captions at once (teacher forcing): the recurrent layer returns every step
-and the projected image vector is added at every step. For decoding, the same layers are rewired
-into an image encoder and a one-word step model that carries the recurrent state.
+and the projected image vector (and the attended regions) are added at every step. For decoding,
+the same layers are rewired into an image encoder, which projects an image's regions once, and a
+one-word step model that carries the recurrent state.
 
 An ensemble is one model holding several trained captioners (its members), whose next-word
 probabilities it averages; it decodes the same way, each member carrying its own state.
@@ -79,6 +83,62 @@ class MergeLayers:
         return 2 if isinstance(self.caption_rnn, layers.LSTM) else 1
 
 
+@dataclass
+class AttentionLayers:
+    """The attention decoder's layers beside the merge ones, each named as its field. The regions
+    are projected (and normalised) once per image; each recurrent output, projected the same
+    width, is the query of a scaled dot-product attention over them, and the attended vector,
+    projected to the recurrent width, joins the merge."""
+
+    pool_regions: layers.GlobalAveragePooling1D
+    region_dropout: layers.Dropout
+    region_projection: layers.Dense
+    region_norm: layers.LayerNormalization
+    word_query: layers.Dense
+    region_attention: layers.Attention
+    attended_dropout: layers.Dropout
+    attended_projection: layers.Dense
+
+    @classmethod
+    def create(cls, attention_units: int, units: int, dropout: float) -> AttentionLayers:
+        """New layers, made in this order always (see MergeLayers.create)."""
+        return cls(
+            layers.GlobalAveragePooling1D(name="pool_regions"),
+            layers.Dropout(dropout, name="region_dropout"),
+            layers.Dense(attention_units, activation="relu", name="region_projection"),
+            layers.LayerNormalization(name="region_norm"),
+            layers.Dense(attention_units, name="word_query"),
+            layers.Attention(use_scale=True, name="region_attention"),
+            layers.Dropout(dropout, name="attended_dropout"),
+            layers.Dense(units, name="attended_projection"))
+
+    @classmethod
+    def of(cls, model: keras.Model) -> AttentionLayers | None:
+        """The attention layers of a trained captioner, or None for a merge captioner."""
+        if "region_attention" not in {layer.name for layer in model.layers}:
+            return None
+        return cls(**{field.name: model.get_layer(field.name) for field in fields(cls)})
+
+    def attend(self, sequence: keras.KerasTensor, regions: keras.KerasTensor,
+               scores: bool = False) -> keras.KerasTensor | list[keras.KerasTensor]:
+        """The attended vector of each step of `sequence` over projected `regions`, projected to
+        the recurrent width; with `scores`, the attention weights (batch, steps, regions) instead."""
+        query = self.word_query(sequence)
+        if scores:
+            # The layer's own weights, as it computes them: Keras 3.15 cannot give them from a
+            # layer already called once (the output is "not connected to inputs").
+            similarity = keras.ops.einsum("btd,brd->btr", query, regions)
+            return keras.ops.softmax(similarity * self.region_attention.scale, axis=-1)
+        attended = self.region_attention([query, regions])
+        return self.attended_projection(self.attended_dropout(attended))
+
+
+def reads_regions(model: keras.Model) -> bool:
+    """Whether a captioner (or ensemble) takes image regions (batch, R, D) rather than one pooled
+    vector (batch, D)."""
+    return len(model.inputs[0].shape) == 3
+
+
 def build_captioner(
     embedding_matrix: np.ndarray,
     feature_dim: int,
@@ -87,17 +147,30 @@ def build_captioner(
     dropout: float,
     train_embedding: bool,
     image_init_state: bool = False,
+    regions: int | None = None,
+    attention_units: int = 256,
 ) -> keras.Model:
-    """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities.
+    """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities; with
+    `regions`, the attention decoder over image regions (batch, regions, D), whose mean is the
+    pooled vector the merge reads.
 
     With `image_init_state`, the projected image also sets the recurrent layer's initial state
     ("init-inject" on top of the merge); otherwise that state starts at zero.
     """
     merge = MergeLayers.create(embedding_matrix, units, rnn, dropout, train_embedding,
                                image_init_state)
+    attention = (AttentionLayers.create(attention_units, units, dropout)
+                 if regions is not None else None)
 
-    image_features = keras.Input((feature_dim,), name="image_features")
-    image = merge.image_norm(merge.image_projection(merge.image_dropout(image_features)))
+    if attention is None:
+        image_features = keras.Input((feature_dim,), name="image_features")
+        pooled = image_features
+    else:
+        image_features = keras.Input((regions, feature_dim), name="image_features")
+        pooled = attention.pool_regions(image_features)
+        projected_regions = attention.region_norm(attention.region_projection(
+            attention.region_dropout(image_features)))
+    image = merge.image_norm(merge.image_projection(merge.image_dropout(pooled)))
 
     caption = keras.Input((None,), dtype="int32", name="caption_tokens")
     words = merge.word_dropout(merge.word_embedding(caption))
@@ -107,9 +180,36 @@ def build_captioner(
     else:
         sequence, *_ = merge.caption_rnn(words)
 
-    merged = layers.Add(name="merge")([sequence, merge.image_per_step(image)])
+    branches = [sequence, merge.image_per_step(image)]
+    if attention is not None:
+        branches.append(attention.attend(sequence, projected_regions))
+    merged = layers.Add(name="merge")(branches)
     next_word = merge.next_word(merge.decoder_hidden(merged))
-    return keras.Model([image_features, caption], next_word, name="merge_captioner")
+    name = "merge_captioner" if attention is None else "attention_captioner"
+    return keras.Model([image_features, caption], next_word, name=name)
+
+
+def attention_scores_model(model: keras.Model) -> keras.Model | None:
+    """(image regions, caption prefixes) -> each word's attention weights over the regions
+    (batch, T, R), wired from the trained layers of `model` or of its first attention member;
+    None when no member attends."""
+    captioner = next((member for member in ensemble_members(model)
+                      if AttentionLayers.of(member) is not None), None)
+    if captioner is None:
+        return None
+    merge, attention = MergeLayers.of(captioner), AttentionLayers.of(captioner)
+    image_features = keras.Input(captioner.inputs[0].shape[1:], name="image_features")
+    image = merge.image_norm(merge.image_projection(attention.pool_regions(image_features)))
+    regions = attention.region_norm(attention.region_projection(image_features))
+    caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+    words = merge.word_embedding(caption)
+    if merge.image_to_state is not None:
+        sequence, *_ = merge.caption_rnn(
+            words, initial_state=[merge.image_to_state(image)] * merge.state_count)
+    else:
+        sequence, *_ = merge.caption_rnn(words)
+    return keras.Model([image_features, caption], attention.attend(sequence, regions, scores=True),
+                       name="attention_scores")
 
 
 @keras.saving.register_keras_serializable(package="captioner")
@@ -147,14 +247,26 @@ class CaptionLoss(keras.losses.Loss):
 ENSEMBLE_NAME = "ensemble_captioner"
 
 
+def _ensemble_input(members: list[keras.Model]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The image input of an ensemble of `members` and the pooled vector a merge member reads: the
+    regions when any member attends, their mean pooled; else the pooled vector (both the same)."""
+    shapes = [member.inputs[0].shape[1:] for member in members]
+    image_features = keras.Input(max(shapes, key=len), name="image_features")
+    if len(image_features.shape) == 3:
+        return image_features, layers.GlobalAveragePooling1D(name="pool_regions")(image_features)
+    return image_features, image_features
+
+
 def build_ensemble(members: list[keras.Model]) -> keras.Model:
     """One captioner averaging the next-word probabilities of `members` (trained captioners with
-    the same vocabulary and image features), each renamed member_1, member_2, ..."""
+    the same vocabulary and image features), each renamed member_1, member_2, ... When any member
+    attends, the ensemble takes image regions and gives merge members their mean."""
     for number, member in enumerate(members, start=1):
         member.name = f"member_{number}"
-    image_features = keras.Input(members[0].inputs[0].shape[1:], name="image_features")
+    image_features, pooled = _ensemble_input(members)
     caption = keras.Input((None,), dtype="int32", name="caption_tokens")
-    probabilities = [member([image_features, caption]) for member in members]
+    probabilities = [member([image_features if reads_regions(member) else pooled, caption])
+                     for member in members]
     mean = layers.Average(name="mean_next_word")(probabilities)
     return keras.Model([image_features, caption], mean, name=ENSEMBLE_NAME)
 
@@ -190,23 +302,36 @@ def decoding_models(model: keras.Model) -> DecodingModels:
 
 
 def _captioner_decoding_models(model: keras.Model) -> DecodingModels:
-    """The decoding models of one merge captioner."""
-    merge = MergeLayers.of(model)
+    """The decoding models of one captioner. An attention captioner's projected image is the
+    pooled vector's projection followed by its projected regions, flattened: one row per image,
+    which beam search repeats for each beam like the merge captioner's."""
+    merge, attention = MergeLayers.of(model), AttentionLayers.of(model)
     units = merge.image_projection.units
 
-    image_features = keras.Input((merge.image_projection.input.shape[-1],), name="image_features")
-    projected = merge.image_norm(merge.image_projection(image_features))
+    image_features = keras.Input(model.inputs[0].shape[1:], name="image_features")
+    pooled = image_features if attention is None else attention.pool_regions(image_features)
+    projected = merge.image_norm(merge.image_projection(pooled))
     initial_state = (merge.image_to_state(projected) if merge.image_to_state is not None
                      else keras.ops.zeros_like(projected))
-    encode_image = keras.Model(image_features, [projected, *[initial_state] * merge.state_count],
+    encoded = projected
+    if attention is not None:
+        regions = attention.region_norm(attention.region_projection(image_features))
+        region_shape = tuple(regions.shape[1:])
+        encoded = layers.Concatenate(name="image_and_regions")(
+            [projected, layers.Flatten(name="flat_regions")(regions)])
+    encode_image = keras.Model(image_features, [encoded, *[initial_state] * merge.state_count],
                                name="encode_image")
 
-    image = keras.Input((units,), name="projected_image")
+    image = keras.Input((encoded.shape[-1],), name="projected_image")
     previous_word = keras.Input((1,), dtype="int32", name="previous_word")
     states = [keras.Input((units,), name=f"state_{i}") for i in range(merge.state_count)]
     words = merge.word_embedding(previous_word)
     sequence, *new_states = merge.caption_rnn(words, initial_state=states)
-    merged = layers.Add(name="merge")([sequence, merge.image_per_step(image)])
+    branches = [sequence, merge.image_per_step(image if attention is None else image[:, :units])]
+    if attention is not None:
+        step_regions = layers.Reshape(region_shape, name="step_regions")(image[:, units:])
+        branches.append(attention.attend(sequence, step_regions))
+    merged = layers.Add(name="merge")(branches)
     probabilities = merge.next_word(merge.decoder_hidden(merged))
     step = keras.Model([image, previous_word, *states], [probabilities, *new_states],
                        name="decode_step")
@@ -218,9 +343,9 @@ def _ensemble_decoding_models(members: list[DecodingModels]) -> DecodingModels:
     states are every member's in turn, and each step averages the members' probabilities."""
     for number, member in enumerate(members, start=1):
         member.encode_image.name, member.step.name = f"encode_{number}", f"step_{number}"
-    feature_dim = members[0].encode_image.inputs[0].shape[-1]
-    image_features = keras.Input((feature_dim,), name="image_features")
-    encoded = [member.encode_image(image_features) for member in members]
+    image_features, pooled = _ensemble_input([member.encode_image for member in members])
+    encoded = [member.encode_image(image_features if reads_regions(member.encode_image) else pooled)
+               for member in members]
     projected = layers.Concatenate(name="projected_images")([outputs[0] for outputs in encoded])
     encode_image = keras.Model(image_features, [projected, *[state for outputs in encoded
                                                              for state in outputs[1:]]],

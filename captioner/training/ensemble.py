@@ -21,10 +21,12 @@ MEMBER_SEED_STEP = 1000
 
 
 def member_configs(config: TrainParams) -> list[TrainParams]:
-    """The settings of each captioner that `config` trains: its own, with the member's seed, for
-    each of the `config.ensemble` members (a member is trained exactly as a lone model)."""
-    return [dataclasses.replace(config, seed=config.seed + MEMBER_SEED_STEP * index, ensemble=1)
-            for index in range(config.ensemble)]
+    """The settings of each captioner that `config` trains: its own, with the member's seed and
+    decoder, for each of the `config.ensemble` members (a member is trained exactly as a lone
+    model)."""
+    return [dataclasses.replace(config, seed=config.seed + MEMBER_SEED_STEP * index, ensemble=1,
+                                decoder=decoder)
+            for index, decoder in enumerate(config.decoders)]
 
 
 def load_ensemble(model_paths: list[Path]) -> keras.Model:

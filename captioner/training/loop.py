@@ -71,12 +71,15 @@ def compile_for(model: keras.Model, config: TrainParams, phase: str) -> None:
     model.compile(optimizer=optimizer, loss=CaptionLoss(config.label_smoothing))
 
 
-def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray, feature_dim: int,
-                       phase: str = CROSS_ENTROPY) -> keras.Model:
-    """A new captioner built as `config` says (precision, layers) and compiled for `phase`."""
+def compiled_captioner(config: TrainParams, embedding_matrix: np.ndarray,
+                       feature_shape: tuple[int, ...], phase: str = CROSS_ENTROPY) -> keras.Model:
+    """A new captioner built as `config` says (precision, decoder, layers) for image features of
+    `feature_shape` ((D,) pooled or (R, D) regions, as the decoder reads), compiled for `phase`."""
     keras.mixed_precision.set_global_policy(config.precision)
-    model = build_captioner(embedding_matrix, feature_dim, config.units, config.rnn, config.dropout,
-                            config.train_embedding, config.image_init_state)
+    regions = feature_shape[0] if config.decoder == "attention" else None
+    model = build_captioner(embedding_matrix, feature_shape[-1], config.units, config.rnn,
+                            config.dropout, config.train_embedding, config.image_init_state,
+                            regions, config.attention_units)
     compile_for(model, config, phase)
     return model
 
@@ -165,7 +168,7 @@ def train_cross_entropy(model: keras.Model, data: TrainingData, config: TrainPar
         started = time.perf_counter()
         history = model.fit(
             caption_dataset(data.train, data.train_features, config.batch_size,
-                            shuffle_seed=epoch_seed(config.seed, epoch)),
+                            shuffle_seed=epoch_seed(config.seed, epoch), mirrored=data.train_mirrored),
             initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
         )
         end_epoch(progress, {"loss": float(history.history["loss"][-1]),

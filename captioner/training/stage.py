@@ -27,10 +27,10 @@ from captioner.core.files import read_json, read_npy, write_json
 from captioner.core.params import TrainParams
 from captioner.model.artifacts import save_model
 from captioner.model.decoding import Decoder
-from captioner.model.network import CaptionLoss
+from captioner.model.network import CaptionLoss, reads_regions
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
 from captioner.training import distribute, loop
-from captioner.training.data import TrainingData, seed_everything
+from captioner.training.data import MirroredView, TrainingData, seed_everything
 from captioner.training.ensemble import member_configs, publish_ensemble
 from captioner.training.history import speed_metrics, write_history
 from captioner.training.run_state import Progress, RunFolder, fingerprint
@@ -117,11 +117,12 @@ def epoch_reporter(live: Live | None, member: Member) -> Callable[[int, dict[str
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-    """What every member trains with: the data, its validation, the embeddings, the strategy, and
-    how a model is saved."""
+    """What every member trains with: the data and its validation, each keyed by whether the
+    captioner reads regions (True) or pooled vectors (False), the embeddings, the strategy, and how
+    a model is saved."""
 
-    data: TrainingData
-    validation: loop.Validation
+    data: dict[bool, TrainingData]
+    validation: dict[bool, loop.Validation]
     embedding_matrix: np.ndarray
     strategy: tf.distribute.Strategy
     save: Callable[[keras.Model, Path], None]
@@ -130,12 +131,14 @@ class Trainer:
                      report: Callable[[int, dict[str, Any]], None]) -> Progress:
         """Trains one captioner in its run folder, resuming it if it was interrupted."""
         config, run, strategy = member.config, member.run, self.strategy
+        regions = config.decoder == "attention"
+        data = self.data[regions]
         seed_everything(config.seed)
         progress = distribute.chief_progress(
             strategy, run.resume_or_clear(run_fingerprint(config, inputs)))
         with strategy.scope():
             model = loop.compiled_captioner(config, self.embedding_matrix,
-                                            self.data.train_features.shape[1], progress.phase)
+                                            data.train_features.shape[1:], progress.phase)
         distribute.untie_from_strategy(strategy, model)
         if progress.epochs_done:
             print(f"train: resuming after epoch {progress.epochs_done} of an interrupted run")
@@ -143,19 +146,29 @@ class Trainer:
         for number, logs in enumerate(progress.history, start=1):
             report(number, {**logs, "replayed": True})
         with strategy.scope():
-            loop.train(model, self.data, config, progress,
-                       loop.EpochEnd(model, self.validation, config, run, self.save, report))
+            loop.train(model, data, config, progress,
+                       loop.EpochEnd(model, self.validation[regions], config, run, self.save,
+                                     report))
         return progress
 
 
-def load_training_data(config: TrainParams, inputs: TrainInputs) -> tuple[TrainingData, dict[str, Split]]:
-    """The train and validation splits with their features, as the training loop takes them."""
+def load_training_data(config: TrainParams, inputs: TrainInputs
+                       ) -> tuple[dict[bool, TrainingData], dict[str, Split]]:
+    """The train and validation splits with the image inputs the members read (regions: True,
+    pooled vectors: False) and, with train.mirrored_views, the training images' mirrored view, as
+    the training loop takes them."""
     features = load_features(inputs.features)
     splits = {"train": load_split(inputs.train_split, features),
               "val": load_split(inputs.val_split, features)}
     warn_without_features(splits, inputs.features)
-    data = TrainingData(splits["train"].records, splits["train"].features, splits["val"].records,
-                        splits["val"].features, read_json(inputs.vocabulary), config.val_bleu_images)
+    vocabulary = read_json(inputs.vocabulary)
+    train, val = splits["train"], splits["val"]
+    data = {regions: TrainingData(
+        train.records, train.image_inputs(regions), val.records, val.image_inputs(regions),
+        vocabulary, config.val_bleu_images,
+        MirroredView.of(train.image_inputs(regions, mirrored=True), vocabulary)
+        if config.mirrored_views else None)
+        for regions in sorted({decoder == "attention" for decoder in config.decoders} | {False})}
     return data, splits
 
 
@@ -163,9 +176,10 @@ def train_stage(config: TrainParams, strategy: tf.distribute.Strategy, inputs: T
                 outputs: TrainOutputs) -> None:
     """Trains every member and, on the chief, publishes the model and writes the logs."""
     data, splits = load_training_data(config, inputs)
-    trainer = Trainer(data, loop.Validation(data, config.batch_size), read_npy(inputs.embeddings),
-                      strategy, functools.partial(
-                          save_model, vocabulary=data.vocabulary,
+    trainer = Trainer(data, {regions: loop.Validation(kind, config.batch_size)
+                             for regions, kind in data.items()},
+                      read_npy(inputs.embeddings), strategy, functools.partial(
+                          save_model, vocabulary=data[False].vocabulary,
                           backbone=read_json(inputs.features / "backbone.json")))
     chief = distribute.is_chief(strategy)
     live_or_none = (Live(dir=str(outputs.live), dvcyaml=None, save_dvc_exp=False, report=None)
@@ -188,7 +202,7 @@ def train_stage(config: TrainParams, strategy: tf.distribute.Strategy, inputs: T
         if len(members) > 1:
             shutil.rmtree(scratch)
     write_history(outputs.history, progresses)
-    write_json(outputs.speed, speed_metrics(progresses, data))
+    write_json(outputs.speed, speed_metrics(progresses, data[False]))
     if scores:
         print(f"train: ensemble of {len(members)}: " + ", ".join(
             f"{name} {value:.4f}" for name, value in scores.items()))
@@ -208,6 +222,6 @@ def publish(config: TrainParams, members: list[Member], progresses: list[Progres
             {"best_epoch": progress.best_epoch, monitor: progress.best})
     ensemble = publish_ensemble([member.run for member in members], models, trainer.save)
     ensemble.compile(loss=CaptionLoss(config.label_smoothing))
-    scores = trainer.validation(ensemble, Decoder.from_model(ensemble))
+    scores = trainer.validation[reads_regions(ensemble)](ensemble, Decoder.from_model(ensemble))
     live.summary["ensemble"] = scores
     return scores

@@ -53,7 +53,7 @@ def trained_model(folder: Path) -> tuple[Path, list[Path]]:
                         VOCABULARY.index(path.stem.split("_")[1]), END_ID] for path in pictures])
     embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 8)).astype(np.float32)
     model = compiled_captioner(tiny_config(units=32, dropout=0.0, learning_rate=0.01), embedding,
-                               feature_dim=extractor.dim)
+                               feature_shape=extractor.feature_shape)
     model.fit([features, tokens[:, :-1]], tokens[:, 1:], epochs=60, batch_size=12, verbose=0)
     path = folder / "model.keras"
     save_model(model, path, VOCABULARY, extractor.description())

@@ -49,7 +49,16 @@ def tiny_model(settings: params.TrainParams, phase: str = CROSS_ENTROPY) -> kera
     """A new captioner for `records`' three-long features, compiled for `phase`."""
     seed_everything(settings.seed)
     embedding = np.random.default_rng(0).normal(size=(len(VOCABULARY), 4)).astype(np.float32)
-    return compiled_captioner(settings, embedding, feature_dim=3, phase=phase)
+    return compiled_captioner(settings, embedding, feature_shape=(3,), phase=phase)
+
+
+def add_regions(folder: Path) -> None:
+    """Gives the project's images regions, as extract_features.grid does: two per image, whose
+    mean is its pooled vector."""
+    pooled = np.load(folder / paths.FEATURES / "features.npy").astype(np.float32)
+    offset = np.random.default_rng(1).normal(size=pooled.shape).astype(np.float32) * 0.1
+    np.save(folder / paths.FEATURES / "grid.npy",
+            np.stack([pooled + offset, pooled - offset], axis=1).astype(np.float16))
 
 
 def train_project(folder: Path, distribute_mode: str, self_critical_epochs: int = 0) -> Path:
