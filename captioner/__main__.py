@@ -50,7 +50,8 @@ def run(arguments: argparse.Namespace) -> int:
     settings, batch_size = decoding_settings(arguments)
     if arguments.command == "predict":
         from captioner.inference.predict import predict
-        return predict(arguments.images, arguments.model, settings, batch_size, arguments.json)
+        return predict(arguments.images, arguments.model, settings, batch_size, arguments.json,
+                       arguments.attention_maps)
     from captioner.inference.captioning import ImageCaptioner
     captioner = ImageCaptioner(arguments.model, settings, batch_size)
     if arguments.command == "export":
@@ -78,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="caption images with a trained model")
     predict.add_argument("images", nargs="+", help="image files or folders of images")
     predict.add_argument("--json", action="store_true", help="print a JSON list")
+    predict.add_argument("--attention-maps", type=Path, metavar="DIR",
+                         help="also draw where each word of each caption looked, one PNG per "
+                              "image in DIR (a model with an attention decoder)")
     serve = commands.add_parser("serve", help="serve captions over HTTP, with a web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")

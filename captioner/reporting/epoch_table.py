@@ -12,6 +12,7 @@ the ensemble's. Every model decodes as `python -m captioner predict` does.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from captioner.core.paths import (
 from captioner.core.phases import SELF_CRITICAL
 from captioner.model.artifacts import CaptionModel, load_model
 from captioner.model.decoding import Decoder
-from captioner.model.network import ensemble_members
+from captioner.model.network import ensemble_members, reads_regions
 from captioner.model.splits import Split
 
 
@@ -120,17 +121,19 @@ def read_logged_epochs(path: Path) -> dict[int, tuple[float, bool]]:
                 for row in csv.DictReader(handle, delimiter="\t") if row.get("member", "1") == "1"}
 
 
-def captions_by(trained: CaptionModel, features: np.ndarray, settings: DecodingSettings,
-                batch_size: int) -> list[str]:
-    """The caption `trained` gives each feature row."""
-    return Decoder.from_model(trained.model).captions(features, settings, trained.vocabulary,
-                                                      batch_size)
+def captions_by(trained: CaptionModel, features: Callable[[bool], np.ndarray],
+                settings: DecodingSettings, batch_size: int) -> list[str]:
+    """The caption `trained` gives each image, `features(regions)` giving the images' regions or
+    pooled vectors, as the model reads."""
+    return Decoder.from_model(trained.model).captions(
+        features(reads_regions(trained.model)), settings, trained.vocabulary, batch_size)
 
 
-def build_epoch_table(images: list[str], features: np.ndarray, train: TrainRecords,
-                      settings: DecodingSettings, batch_size: int) -> EpochTable:
-    """Captions the sample `images` (their feature rows in `features`) with every epoch's model,
-    and with the ensemble when train published one."""
+def build_epoch_table(images: list[str], features: Callable[[bool], np.ndarray],
+                      train: TrainRecords, settings: DecodingSettings,
+                      batch_size: int) -> EpochTable:
+    """Captions the sample `images` (`features(regions)` gives their regions or pooled vectors)
+    with every epoch's model, and with the ensemble when train published one."""
     summary = read_json(train.summary)
     ensemble = summary.get("ensemble")
     best_epoch = summary["member_1"]["best_epoch"] if ensemble else summary["best_epoch"]

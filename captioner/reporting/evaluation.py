@@ -17,8 +17,10 @@ from captioner.core.files import atomic_path, write_jsonl
 from captioner.core.params import EvaluateParams
 from captioner.core.paths import ModelFolder
 from captioner.model.artifacts import load_model
+from captioner.model.attention_maps import AttendedCaption, attended_captions
 from captioner.model.decoding import Decoder
 from captioner.model.java_scorers import java
+from captioner.model.network import reads_regions
 from captioner.model.scoring import diversity, score_captions
 from captioner.model.splits import Split, load_features, load_split, warn_without_features
 from captioner.reporting.epoch_table import EpochTable, TrainRecords, build_epoch_table, choose_samples
@@ -55,14 +57,15 @@ class EvaluateOutputs:
 
 
 def write_pages(rows: list[dict[str, Any]], scores: dict[str, float], baseline: dict[str, Any],
-                table: EpochTable, config: EvaluateParams, images: Path,
-                outputs: EvaluateOutputs) -> None:
-    """The pages' captions, report and Markdown epoch table, and the sample plots."""
+                table: EpochTable, attended: list[AttendedCaption] | None, config: EvaluateParams,
+                images: Path, outputs: EvaluateOutputs) -> None:
+    """The pages' captions, report (with where each word of the sample images' captions looked,
+    for a model that attends) and Markdown epoch table, and the sample plots."""
     with atomic_path(outputs.pages) as folder:
         folder.mkdir()
         write_jsonl(folder / "captions.jsonl", rows)
         (folder / "report.html").write_text(
-            render_report(rows[:config.report_images], images, scores, baseline, table),
+            render_report(rows[:config.report_images], images, scores, baseline, table, attended),
             encoding="utf-8")
         (folder / "samples.md").write_text(render_samples_markdown(table), encoding="utf-8")
     with atomic_path(outputs.sample_plots) as folder:
@@ -93,7 +96,8 @@ def evaluate_test_split(config: EvaluateParams, inputs: EvaluateInputs,
     models = ModelFolder(inputs.models)
     trained = load_model(models.model)
     captions, images_per_s = Decoder.from_model(trained.model).timed_captions(
-        test.features, config.decoding, trained.vocabulary, config.batch_size, progress=True)
+        test.image_inputs(reads_regions(trained.model)), config.decoding, trained.vocabulary,
+        config.batch_size, progress=True)
     images = [record["image"] for record in test.records]
     hypotheses = dict(zip(images, captions, strict=True))
     references = {record["image"]: record["captions"] for record in test.records}
@@ -103,10 +107,14 @@ def evaluate_test_split(config: EvaluateParams, inputs: EvaluateInputs,
     scores, baseline = scored["model"], {"k": k, **rounded(scored["retrieval"])}
     rows = [{"image": image, "caption": hypotheses[image], "retrieval_baseline": retrieved[row],
              "references": references[image]} for row, image in enumerate(images)]
-    table = build_epoch_table([images[row] for row in sample_rows], test.features[sample_rows],
+    table = build_epoch_table([images[row] for row in sample_rows],
+                              lambda regions: test.image_inputs(regions)[sample_rows],
                               TrainRecords(models, inputs.epochs, inputs.train_summary),
                               config.decoding, config.batch_size)
-    write_pages(rows, scores, baseline, table, config, inputs.images, outputs)
+    attended = (attended_captions(trained.model, test.image_inputs(True)[sample_rows],
+                                  config.decoding, trained.vocabulary, config.batch_size)
+                if reads_regions(trained.model) else None)
+    write_pages(rows, scores, baseline, table, attended, config, inputs.images, outputs)
     ordered = {name: scores[name] for name in HEADLINE} | scores
     metrics = {
         **rounded(ordered),

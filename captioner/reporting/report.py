@@ -1,5 +1,6 @@
-"""The evaluate stage's pages: report.html (the epoch table, then test images with their generated
-and reference captions, and the scores) and samples.md (the epoch table in Markdown)."""
+"""The evaluate stage's pages: report.html (the epoch table; for a model that attends, where each
+word of the sample images' captions looked; then test images with their generated and reference
+captions, and the scores) and samples.md (the epoch table in Markdown)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from captioner.inputs.pixels import load_pixels
+from captioner.model.attention_maps import AttendedCaption, attention_figure
 from captioner.reporting.epoch_table import EpochRow, EpochTable, unsaved_note
 from captioner.reporting.sample_plots import open_photo
 
@@ -24,13 +29,16 @@ STYLE = (
     ".epochs th small{font-weight:normal;color:#555;word-break:break-all}"
     ".epochs .chosen{background:#ffec96;font-weight:bold}"
     ".epochs td.number{text-align:right;white-space:nowrap}"
+    "figure.attention{width:auto;display:block}figure.attention img{width:auto;max-width:100%}"
 )
 
 
 def render_report(rows: list[dict[str, Any]], images: Path, scores: dict[str, float],
-                  baseline: dict[str, Any], table: EpochTable) -> str:
-    """HTML with the epoch table, then each of `rows`' images embedded with its generated caption,
-    the retrieval baseline's caption and its references."""
+                  baseline: dict[str, Any], table: EpochTable,
+                  attended: list[AttendedCaption] | None = None) -> str:
+    """HTML with the epoch table, then (given `attended`, the table's images' captions with their
+    attention) where each word looked, then each of `rows`' images embedded with its generated
+    caption, the retrieval baseline's caption and its references."""
     header = " · ".join(f"{name} {value:.3f}" for name, value in scores.items())
     baseline_header = " · ".join(f"{name} {value:.3f}" for name, value in baseline.items()
                                  if name != "k")
@@ -47,11 +55,33 @@ def render_report(rows: list[dict[str, Any]], images: Path, scores: dict[str, fl
     return (
         f"<!doctype html><meta charset='utf-8'><title>Caption report</title><style>{STYLE}</style>"
         f"<h1>Captions by epoch</h1>{epoch_table_html(table, images)}"
+        + (attention_html(table.images, attended, images) if attended else "") +
         f"<h1>Generated captions on test images</h1><p>model: {html.escape(header)}</p>"
         f"<p>retrieval baseline (the consensus caption of the {baseline['k']} nearest training "
         f"images, no decoder): {html.escape(baseline_header)}</p>"
         + "".join(cards)
     )
+
+
+def png_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def attention_html(image_ids: list[str], attended: list[AttendedCaption], images: Path) -> str:
+    """One figure per image: its caption's words, each over the photo lit where it looked."""
+    figures = []
+    for image, caption in zip(image_ids, attended, strict=True):
+        words = html.escape(" ".join(caption.words))
+        figure = png_uri(attention_figure(load_pixels(images / image), caption))
+        figures.append(f'<figure class=attention><img src="{figure}" alt="{words}"><figcaption>'
+                       f"<b>{words}</b> <small>{html.escape(image)}</small></figcaption></figure>")
+    return ("<h1>Where each word looked</h1><p>The published model's caption of each sample image, "
+            "word by word: above each word, the photo as the CNN saw it, lit where the decoder "
+            "attended when it chose that word (its regions' weights, smoothly upsampled; an "
+            "ensemble shows its first attention member's weights on the ensemble's caption).</p>"
+            + "".join(figures))
 
 
 def thumbnail_uri(path: Path) -> str:
