@@ -1,6 +1,7 @@
 """The attention decoder: its decoding graph equals its training graph word by word, its weights are
-the attention the word actually used, it saves and loads, and it joins an ensemble beside merge
-members, which read the mean of its regions."""
+the attention the word actually used (and the figures' weights each word's own step's), it saves
+and loads, it joins an ensemble beside merge members, which read the mean of its regions, and
+its regions are read row by row from the memory-mapped grid."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import tensorflow as tf
 
 from captioner.core.params import DecodingSettings
+from captioner.core.text import START_ID
 from captioner.model.artifacts import load_model, save_model
+from captioner.model.attention_maps import attended_captions
 from captioner.model.decoding import Decoder
 from captioner.model.network import (
     AttentionLayers,
@@ -20,6 +23,7 @@ from captioner.model.network import (
     decoding_models,
     reads_regions,
 )
+from captioner.model.splits import Regions
 
 REGIONS, DIM, VOCAB_SIZE = 4, 6, 12
 
@@ -109,3 +113,41 @@ def test_an_ensemble_of_merge_and_attention_gives_merge_members_the_mean_region(
                                ensemble.predict([features, tokens], verbose=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.asarray(attention_scores_model(ensemble)([features, tokens])),
                                np.asarray(attention_scores_model(attending)([features, tokens])))
+
+
+def test_each_word_s_weights_are_those_of_the_step_that_chose_it():
+    model = captioner(7)
+    features = regions_of(4, seed=4)
+    settings = DecodingSettings(2, 6, 1.0)
+    vocabulary = [f"w{i}" for i in range(VOCAB_SIZE)]
+    attended = attended_captions(model, features, settings, vocabulary, batch_size=3)
+    ids = Decoder.from_model(model).caption_ids(features, settings)
+    assert [caption.words for caption in attended] == [[vocabulary[i] for i in row] for row in ids]
+    scores = attention_scores_model(model)
+    for image, (caption, row) in enumerate(zip(attended, ids, strict=True)):
+        # Step k read the start token then words 1..k-1, and chose word k.
+        expected = np.asarray(scores([features[image:image + 1],
+                                      np.array([[START_ID, *row]], np.int32)]))[0, :len(row)]
+        np.testing.assert_allclose(caption.weights.reshape(len(row), -1), expected, rtol=1e-5)
+        assert caption.weights.shape == (len(row), 2, 2)
+
+
+def test_regions_are_read_by_each_record_s_row_in_the_grid(tmp_path):
+    grid = np.arange(5 * 2 * 3, dtype=np.float16).reshape(5, 2, 3)
+    np.save(tmp_path / "grid.npy", grid)
+    regions = Regions(np.load(tmp_path / "grid.npy", mmap_mode="r"), np.array([3, 0, 4]))
+    assert regions.shape == (3, 2, 3) and len(regions) == 3
+    np.testing.assert_array_equal(regions[1], grid[0])
+    np.testing.assert_array_equal(regions[1:], grid[[0, 4]])
+    np.testing.assert_array_equal(regions[np.array([2, 0])], grid[[4, 3]])
+    assert regions[0].dtype == np.float32
+
+
+def test_an_image_s_regions_given_once_for_its_captions_give_what_repeating_them_does():
+    attending, merging = captioner(8), captioner(9, regions=None)
+    features = regions_of(3, seed=5)
+    tokens = np.random.default_rng(6).integers(4, VOCAB_SIZE, size=(6, 5)).astype(np.int32)
+    repeated = np.repeat(features, 2, axis=0)  # each image's two captions consecutive
+    for model in (attending, build_ensemble([attending, merging])):
+        np.testing.assert_allclose(np.asarray(model([features, tokens])),
+                                   np.asarray(model([repeated, tokens])), rtol=1e-6)

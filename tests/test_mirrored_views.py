@@ -26,7 +26,9 @@ def seen(dataset) -> list[tuple[int, list[int]]]:
     """Each caption's image (by its feature value) and its words, in the order the batches give."""
     pairs = []
     for (images, _), targets in dataset:
-        for image, target in zip(images.numpy(), targets.numpy(), strict=True):
+        # Regions come once per image, its captions after it (training.data.image_batches).
+        images = np.repeat(images.numpy(), len(targets) // len(images), axis=0)
+        for image, target in zip(images, targets.numpy(), strict=True):
             pairs.append((int(round(float(np.asarray(image).reshape(-1)[0]))),
                           [int(word) for word in target if word]))
     return pairs
@@ -74,3 +76,28 @@ def test_without_a_mirrored_view_or_a_seed_only_the_photos_are_seen():
 def test_a_vocabulary_without_both_words_swaps_nothing():
     view = MirroredView.of(np.zeros((1, 3)), ["<pad>", "<unk>", "<start>", "<end>", "left"])
     np.testing.assert_array_equal(view.word_ids, np.arange(5))
+
+
+def test_image_batches_give_each_image_s_regions_once_and_its_captions_after_it(tmp_path):
+    count = 30
+    grid = np.arange(count, dtype=np.float16)[:, None, None] * np.ones((1, 2, 3), np.float16)
+    np.save(tmp_path / "grid.npy", grid)
+    order = np.random.default_rng(0).permutation(count)
+    regions = Regions(np.load(tmp_path / "grid.npy", mmap_mode="r"), order)
+    samples = records(count)
+    samples[3]["tokens"] = samples[3]["tokens"] + [[START_ID, 4, END_ID]]  # three: two are kept
+    batches = list(caption_dataset(samples, regions, 8, shuffle_seed=2))
+    images = []
+    for (batch_regions, prefixes), targets in batches:
+        rows = batch_regions.numpy()[:, 0, 0].astype(int).tolist()
+        assert len(rows) <= 4 and len(prefixes) == len(targets) == 2 * len(rows)
+        for position, row in enumerate(rows):
+            record = int(np.flatnonzero(order == row)[0])
+            expected = {tuple(ids[1:]) for ids in samples[record]["tokens"]}
+            for target in targets.numpy()[2 * position:2 * position + 2]:
+                assert tuple(int(word) for word in target if word) in expected
+        images += rows
+    assert sorted(images) == sorted(order.tolist())
+    again = [rows.numpy().tolist() for (rows, _), _ in caption_dataset(samples, regions, 8,
+                                                                       shuffle_seed=2)]
+    assert again == [rows.numpy().tolist() for (rows, _), _ in batches]

@@ -83,14 +83,33 @@ class MergeLayers:
         return 2 if isinstance(self.caption_rnn, layers.LSTM) else 1
 
 
+@keras.saving.register_keras_serializable(package="captioner")
+class PerCaption(layers.Layer):
+    """Each image's row repeated for each of its captions: (images, ...) and the captions
+    (images * k, T), each image's k consecutive, give (images * k, ...). With one caption an image
+    (decoding, self-critical training) it changes nothing. Registered, so models holding it load
+    in safe mode wherever this module is imported."""
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        images, captions = inputs
+        return keras.ops.repeat(images, keras.ops.shape(captions)[0] // keras.ops.shape(images)[0],
+                                axis=0)
+
+    def compute_output_shape(self, input_shape: list[tuple]) -> tuple:
+        return (None, *input_shape[0][1:])
+
+
 @dataclass
 class AttentionLayers:
     """The attention decoder's layers beside the merge ones, each named as its field. The regions
-    are projected (and normalised) once per image; each recurrent output, projected the same
-    width, is the query of a scaled dot-product attention over them, and the attended vector,
-    projected to the recurrent width, joins the merge."""
+    are projected (and normalised) once per image, then repeated for each of its captions with
+    the projected image; each recurrent output, projected the same width, is the query of a scaled
+    dot-product attention over them, and the attended vector, projected to the recurrent width,
+    joins the merge."""
 
     pool_regions: layers.GlobalAveragePooling1D
+    image_per_caption: PerCaption
+    regions_per_caption: PerCaption
     region_dropout: layers.Dropout
     region_projection: layers.Dense
     region_norm: layers.LayerNormalization
@@ -104,6 +123,8 @@ class AttentionLayers:
         """New layers, made in this order always (see MergeLayers.create)."""
         return cls(
             layers.GlobalAveragePooling1D(name="pool_regions"),
+            PerCaption(name="image_per_caption"),
+            PerCaption(name="regions_per_caption"),
             layers.Dropout(dropout, name="region_dropout"),
             layers.Dense(attention_units, activation="relu", name="region_projection"),
             layers.LayerNormalization(name="region_norm"),
@@ -151,8 +172,8 @@ def build_captioner(
     attention_units: int = 256,
 ) -> keras.Model:
     """Image features (batch, D) and caption prefixes (batch, T) -> next-word probabilities; with
-    `regions`, the attention decoder over image regions (batch, regions, D), whose mean is the
-    pooled vector the merge reads.
+    `regions`, the attention decoder over image regions (images, regions, D), whose mean is the
+    pooled vector the merge reads, each image's captions consecutive in the batch (PerCaption).
 
     With `image_init_state`, the projected image also sets the recurrent layer's initial state
     ("init-inject" on top of the merge); otherwise that state starts at zero.
@@ -164,15 +185,17 @@ def build_captioner(
 
     if attention is None:
         image_features = keras.Input((feature_dim,), name="image_features")
-        pooled = image_features
+        image = merge.image_norm(merge.image_projection(merge.image_dropout(image_features)))
+        caption = keras.Input((None,), dtype="int32", name="caption_tokens")
     else:
+        caption = keras.Input((None,), dtype="int32", name="caption_tokens")
         image_features = keras.Input((regions, feature_dim), name="image_features")
         pooled = attention.pool_regions(image_features)
-        projected_regions = attention.region_norm(attention.region_projection(
-            attention.region_dropout(image_features)))
-    image = merge.image_norm(merge.image_projection(merge.image_dropout(pooled)))
+        image = attention.image_per_caption([merge.image_norm(merge.image_projection(
+            merge.image_dropout(pooled))), caption])
+        projected_regions = attention.regions_per_caption([attention.region_norm(
+            attention.region_projection(attention.region_dropout(image_features))), caption])
 
-    caption = keras.Input((None,), dtype="int32", name="caption_tokens")
     words = merge.word_dropout(merge.word_embedding(caption))
     if merge.image_to_state is not None:
         initial_state = [merge.image_to_state(image)] * merge.state_count
@@ -247,14 +270,19 @@ class CaptionLoss(keras.losses.Loss):
 ENSEMBLE_NAME = "ensemble_captioner"
 
 
-def _ensemble_input(members: list[keras.Model]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+def _ensemble_input(members: list[keras.Model], caption: keras.KerasTensor | None = None
+                    ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """The image input of an ensemble of `members` and the pooled vector a merge member reads: the
-    regions when any member attends, their mean pooled; else the pooled vector (both the same)."""
+    regions when any member attends, their mean pooled (one row per caption when `caption` is
+    given); else the pooled vector (both the same)."""
     shapes = [member.inputs[0].shape[1:] for member in members]
     image_features = keras.Input(max(shapes, key=len), name="image_features")
-    if len(image_features.shape) == 3:
-        return image_features, layers.GlobalAveragePooling1D(name="pool_regions")(image_features)
-    return image_features, image_features
+    if len(image_features.shape) == 2:
+        return image_features, image_features
+    pooled = layers.GlobalAveragePooling1D(name="pool_regions")(image_features)
+    if caption is not None:
+        pooled = PerCaption(name="image_per_caption")([pooled, caption])
+    return image_features, pooled
 
 
 def build_ensemble(members: list[keras.Model]) -> keras.Model:
@@ -263,8 +291,12 @@ def build_ensemble(members: list[keras.Model]) -> keras.Model:
     attends, the ensemble takes image regions and gives merge members their mean."""
     for number, member in enumerate(members, start=1):
         member.name = f"member_{number}"
-    image_features, pooled = _ensemble_input(members)
-    caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+    if all(not reads_regions(member) for member in members):
+        image_features, pooled = _ensemble_input(members)
+        caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+    else:
+        caption = keras.Input((None,), dtype="int32", name="caption_tokens")
+        image_features, pooled = _ensemble_input(members, caption)
     probabilities = [member([image_features if reads_regions(member) else pooled, caption])
                      for member in members]
     mean = layers.Average(name="mean_next_word")(probabilities)

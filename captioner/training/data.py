@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import collections
 import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from captioner.core.text import PAD_ID
 from captioner.model.splits import Regions
 
 # Captions are batched with others of similar length, so that little of each batch is padding, and
@@ -60,24 +61,15 @@ class MirroredView:
         return cls(features, word_ids)
 
 
-def _image_lookup(features: np.ndarray | Regions,
-                  mirrored: np.ndarray | Regions | None) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A record's image input from its row (rows past the records' count are the mirrored
-    view's): gathered from the pooled vectors, held in memory, or read from the memory-mapped
-    regions only when the element is made (after shuffling)."""
-    if isinstance(features, np.ndarray):
-        image_features = tf.constant(features if mirrored is None
-                                     else np.concatenate([features, mirrored]), tf.float32)
-        return lambda row: tf.gather(image_features, row)
-    views = [features] if mirrored is None else [features, mirrored]
-
-    def read(row: tf.Tensor) -> tf.Tensor:
-        image = tf.numpy_function(lambda index: views[index // len(features)][index % len(features)],
-                                  [row], tf.float32, stateful=False)
-        image.set_shape(features.shape[1:])
-        return image
-
-    return read
+def _views(records: list[dict[str, Any]], shuffle_seed: int | None,
+           mirrored: MirroredView | None) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """Whether each image is seen mirrored (drawn from the seed; never without a view or a seed),
+    and each image's captions as seen, "left" and "right" swapped in a mirrored one."""
+    flipped = (np.random.default_rng(shuffle_seed).integers(0, 2, len(records)).astype(bool)
+               if mirrored is not None and shuffle_seed is not None else np.zeros(len(records), bool))
+    captions = [[mirrored.word_ids[ids].tolist() for ids in record["tokens"]] if flip
+                else record["tokens"] for record, flip in zip(records, flipped, strict=True)]
+    return flipped, captions
 
 
 def caption_dataset(
@@ -87,26 +79,28 @@ def caption_dataset(
     shuffle_seed: int | None = None,
     mirrored: MirroredView | None = None,
 ) -> tf.data.Dataset:
-    """((image features, caption without its last token), caption without its start token).
+    """((image features, caption without its last token), caption without its start token), in
+    batches of about `batch_size` captions of similar length.
 
-    One element per caption: every caption of every image. `features` holds one row per record
-    (pooled vectors or regions). With a seed, the order is shuffled by it (use `epoch_seed` for a
-    new order each epoch), and with a `mirrored` view each image is seen, with all its captions,
-    as it is or mirrored, as drawn from the seed.
+    `features` holds one row per record. Pooled vectors (an array) give one element per caption:
+    every caption of every image, shuffled. Regions give image_batches: each image once, its
+    regions once, its captions after it. With a seed, the order is shuffled by it (use
+    `epoch_seed` for a new order each epoch), and with a `mirrored` view each image is seen, with
+    all its captions, as it is or mirrored, as drawn from the seed.
     """
-    flipped = (np.random.default_rng(shuffle_seed).integers(0, 2, len(records)).astype(bool)
-               if mirrored is not None and shuffle_seed is not None else np.zeros(len(records), bool))
-    rows = [row + len(records) * flip for row, (record, flip) in enumerate(zip(records, flipped,
-                                                                                 strict=True))
-            for _ in record["tokens"]]
-    tokens = tf.ragged.constant([mirrored.word_ids[ids].tolist() if flip else ids
-                                 for record, flip in zip(records, flipped, strict=True)
-                                 for ids in record["tokens"]], dtype=tf.int32)
-    image_of = _image_lookup(features, None if mirrored is None else mirrored.features)
+    if isinstance(features, Regions):
+        return image_batches(records, features, batch_size, shuffle_seed, mirrored)
+    flipped, captions = _views(records, shuffle_seed, mirrored)
+    rows = [row + len(records) * flip for row, (flip, image_captions) in
+            enumerate(zip(flipped, captions, strict=True)) for _ in image_captions]
+    tokens = tf.ragged.constant([ids for image_captions in captions for ids in image_captions],
+                                dtype=tf.int32)
+    image_features = tf.constant(features if mirrored is None
+                                 else np.concatenate([features, mirrored.features]), tf.float32)
     dataset = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=False)
-    dataset = dataset.map(lambda row, ids: ((image_of(row), ids[:-1]), ids[1:]))
+    dataset = dataset.map(lambda row, ids: ((tf.gather(image_features, row), ids[:-1]), ids[1:]))
     lengths = [len(ids) - 1 for record in records for ids in record["tokens"]]
     boundaries = [bound for bound in LENGTH_BUCKETS if bound <= max(lengths)] + [max(lengths) + 1]
     dataset = dataset.bucket_by_sequence_length(
@@ -119,6 +113,74 @@ def caption_dataset(
     per_bucket = collections.Counter(bisect.bisect_right(boundaries, length) for length in lengths)
     batches = sum(math.ceil(count / batch_size) for count in per_bucket.values())
     return (dataset.apply(tf.data.experimental.assert_cardinality(batches))
+            .prefetch(PREFETCH_BATCHES).with_options(DATASET_OPTIONS))
+
+
+def captions_per_image(records: list[dict[str, Any]]) -> int:
+    """The captions each image contributes to an image batch: the most common count."""
+    return collections.Counter(len(record["tokens"]) for record in records).most_common(1)[0][0]
+
+
+def image_batches(records: list[dict[str, Any]], regions: Regions, batch_size: int,
+                  shuffle_seed: int | None = None,
+                  mirrored: MirroredView | None = None) -> tf.data.Dataset:
+    """caption_dataset's batches for a captioner that reads regions, which it projects once per
+    image: ((regions (images, R, D), captions (images * k, T)), targets (images * k, T)), each
+    image's k captions consecutive (k = captions_per_image; an image with more gives k of them,
+    one with fewer repeats some, drawn from the seed, or the first ones cycled without it).
+
+    Images are batched with others whose longest caption falls in the same LENGTH_BUCKETS span,
+    batch_size // k of them (a multiple of the replicas under tf.distribute, so that splitting
+    the regions and the captions between them keeps them together; then an epoch's last few images
+    that do not fill a multiple are left out). The regions are read from the memory-mapped grid
+    as each batch is made.
+    """
+    k = captions_per_image(records)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    per_batch = max(replicas, batch_size // k // replicas * replicas)
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    flipped, captions = _views(records, shuffle_seed, mirrored)
+    chosen = [image_captions if len(image_captions) == k
+              else [image_captions[index % len(image_captions)] for index in range(k)] if rng is None
+              else [image_captions[index] for index in
+                    rng.choice(len(image_captions), k, replace=len(image_captions) < k)]
+              for image_captions in captions]
+    longest = max(len(ids) - 1 for image_captions in chosen for ids in image_captions)
+    boundaries = [bound for bound in LENGTH_BUCKETS if bound <= longest] + [longest + 1]
+    order = rng.permutation(len(records)) if rng is not None else np.arange(len(records))
+    filling: dict[int, list[int]] = collections.defaultdict(list)
+    batches: list[list[int]] = []
+    for image in order:
+        bucket = bisect.bisect_right(boundaries, max(len(ids) - 1 for ids in chosen[image]))
+        filling[bucket].append(int(image))
+        if len(filling[bucket]) == per_batch:
+            batches.append(filling.pop(bucket))
+    batches += [images[:len(images) // replicas * replicas] for images in filling.values()]
+    batches = [images for images in batches if images]
+
+    def batch_arrays() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for images in batches:
+            bucket = bisect.bisect_right(boundaries, max(len(ids) - 1 for image in images
+                                                         for ids in chosen[image]))
+            tokens = np.full((len(images) * k, boundaries[bucket]), PAD_ID, np.int32)
+            for row, ids in enumerate(ids for image in images for ids in chosen[image]):
+                tokens[row, :len(ids)] = ids
+            yield np.array(images) + len(records) * flipped[images], tokens
+
+    views = [regions] if mirrored is None else [regions, mirrored.features]
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        return np.stack([views[row // len(records)][row % len(records)] for row in rows])
+
+    def with_regions(rows: tf.Tensor, tokens: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+        images = tf.numpy_function(read, [rows], tf.float32, stateful=False)
+        images.set_shape([None, *regions.shape[1:]])
+        return (images, tokens[:, :-1]), tokens[:, 1:]
+
+    dataset = tf.data.Dataset.from_generator(batch_arrays, output_signature=(
+        tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None], tf.int32)))
+    return (dataset.map(with_regions)
+            .apply(tf.data.experimental.assert_cardinality(len(batches)))
             .prefetch(PREFETCH_BATCHES).with_options(DATASET_OPTIONS))
 
 
