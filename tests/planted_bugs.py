@@ -171,11 +171,8 @@ PLANTED_BUGS = [
     PlantedBug(
         name=("dvc.yaml: extract_features.max_bad_fraction missing from the extract_features params"),
         file="dvc.yaml",
-        original=(
-            "params: [extract_features.backbone, extract_features.batch_size,"
-            " extract_features.max_bad_fraction]"
-        ),
-        planted="params: [extract_features.backbone, extract_features.batch_size]",
+        original="      - extract_features.max_bad_fraction\n",
+        planted="",
         tests=["tests/test_dvc_yaml.py"],
     ),
     PlantedBug(
@@ -257,5 +254,72 @@ PLANTED_BUGS = [
         original="probabilities[:, list(BANNED_IDS)] = 0.0",
         planted="probabilities[:, list(BANNED_IDS[:2])] = 0.0",
         tests=["tests/test_decoding.py"],
+    ),
+    PlantedBug(
+        name="attention decoding: the step leaves the attended regions out of the merge",
+        file="captioner/model/network.py",
+        original="        branches.append(attention.attend(sequence, step_regions))\n",
+        planted="",
+        tests=["tests/test_attention.py", "tests/test_decoding.py"],
+    ),
+    PlantedBug(
+        name="mixed ensemble: merge members read the regions' first row, not their mean",
+        file="captioner/model/network.py",
+        original='pooled = layers.GlobalAveragePooling1D(name="pool_regions")(image_features)',
+        planted="pooled = image_features[:, 0]",
+        tests=["tests/test_attention.py"],
+    ),
+    PlantedBug(
+        name="regions: a record reads the grid row of its position, not of its image",
+        file="captioner/model/splits.py",
+        original="return np.asarray(self.grid[self.rows[index]], dtype=np.float32)",
+        planted="return np.asarray(self.grid[index], dtype=np.float32)",
+        tests=["tests/test_attention.py"],
+    ),
+    PlantedBug(
+        name="grid: an undecodable image's row is kept (every later image reads its neighbour's)",
+        file="captioner/inputs/features.py",
+        original="    if good.all():\n        del written",
+        planted="    if True:\n        del written",
+        tests=["tests/test_features.py"],
+    ),
+    PlantedBug(
+        name="mirrored view: the mirrored captions keep their left and right",
+        file="captioner/training/data.py",
+        original="word_ids[index[word]] = index[mirrored]",
+        planted="word_ids[index[word]] = index[word]",
+        tests=["tests/test_mirrored_views.py"],
+    ),
+    PlantedBug(
+        name="mirrored view: it is drawn per caption, so an image is seen both ways in one epoch",
+        file="captioner/training/data.py",
+        original="enumerate(zip(flipped, captions, strict=True)) for _ in image_captions]\n",
+        planted="enumerate(zip(flipped, captions, strict=True)) for _ in image_captions]\n"
+                "    rows = [row if index % 2 else row % len(records) for index, row in enumerate(rows)]\n",
+        tests=["tests/test_mirrored_views.py"],
+    ),
+    PlantedBug(
+        name="image batches: an image's regions serve the wrong captions (tiled, not each k times)",
+        file="captioner/model/network.py",
+        original="        return keras.ops.repeat(images, keras.ops.shape(captions)[0] // "
+                 "keras.ops.shape(images)[0],\n                                axis=0)",
+        planted="        return keras.ops.tile(images, [keras.ops.shape(captions)[0] // "
+                "keras.ops.shape(images)[0]]\n                              + [1] * (len(images.shape) - 1))",
+        tests=["tests/test_attention.py"],
+    ),
+    PlantedBug(
+        name="image batches: an image's captions are not all its own (the batch's captions rotated)",
+        file="captioner/training/data.py",
+        original="            yield np.array(images) + len(records) * flipped[images], tokens",
+        planted=("            yield np.array(images) + len(records) * flipped[images], "
+                 "np.roll(tokens, 1, axis=0)"),
+        tests=["tests/test_mirrored_views.py"],
+    ),
+    PlantedBug(
+        name="attention figure: each word shows the weights of the step after the one that chose it",
+        file="captioner/model/attention_maps.py",
+        original="weights[row, :len(caption)]",
+        planted="weights[row, 1:len(caption) + 1]",
+        tests=["tests/test_attention.py"],
     ),
 ]
