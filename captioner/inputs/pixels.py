@@ -19,6 +19,7 @@ from captioner.inputs.backbones import IMAGE_SIZE
 MAX_DECODED_PIXELS = 36_000_000
 # Pillow opens 16-bit greyscale as I;16* (or I); its own conversion to RGB clips instead of scaling.
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+SIXTEEN_BIT_TABLE = ((np.arange(65536) + 128) // 257).astype(np.uint8)
 PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
 # What transparent pixels are composited over: white, as on the page they are meant for.
 BACKGROUND = (255, 255, 255)
@@ -32,16 +33,33 @@ class ImageTooLarge(BadImage):
     """An image with more than MAX_DECODED_PIXELS pixels to decode."""
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels; transparent ones (alpha, or a palette's or PNG's transparent colour) are
-    composited over BACKGROUND."""
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit greyscale image as 8-bit L, each level rounded from value / 257 (through a table,
+    so no float copy of the whole image is made)."""
+    levels = np.asarray(image)
+    if levels.dtype != np.uint16:
+        levels = np.clip(levels, 0, SIXTEEN_BIT_TABLE.size - 1, out=levels)
+    return Image.fromarray(SIXTEEN_BIT_TABLE[levels], mode="L")
+
+
+def _resized_rgb(image: Image.Image) -> Image.Image:
+    """The image resized to the CNN's square as RGB, transparent pixels (alpha, or a palette's or
+    PNG's transparent colour) composited over BACKGROUND.
+
+    Resizing comes before the colour conversions where the result is the same (Pillow resizes
+    RGBA premultiplied, so compositing over a plain colour commutes with it), so a large image is
+    held at full size at most twice, decoded and converted.
+    """
+    size = (IMAGE_SIZE, IMAGE_SIZE)
     if image.mode in SIXTEEN_BIT_MODES:
-        levels = np.asarray(image, dtype=np.float32) / 257.0
-        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
-    if not image.has_transparency_data:
-        return image.convert("RGB")
-    rgba = image.convert("RGBA")
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+        image = _eight_bit(image)
+    if image.has_transparency_data:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        small = rgba.resize(size, Image.Resampling.BILINEAR)
+        return Image.alpha_composite(Image.new("RGBA", size, (*BACKGROUND, 255)), small).convert("RGB")
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    return image.resize(size, Image.Resampling.BILINEAR).convert("RGB")
 
 
 def load_pixels(source: Path | str | BinaryIO) -> np.ndarray:
@@ -61,9 +79,8 @@ def load_pixels(source: Path | str | BinaryIO) -> np.ndarray:
             image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
             if image.width * image.height > MAX_DECODED_PIXELS:
                 raise ImageTooLarge(f"too large to decode: {image.width}x{image.height} pixels")
-            upright = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(upright).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
+            ImageOps.exif_transpose(image, in_place=True)
+            return np.asarray(_resized_rgb(image), dtype=np.uint8)
     except BadImage:
         raise
     except Image.DecompressionBombError as error:
