@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+# What a figure's file name keeps of an image's name; runs of anything else become "_".
+UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 RAW = Path("data/raw")
 RAW_IMAGES = RAW / "images"
@@ -106,3 +108,11 @@ BEST_MODEL = ModelFolder(MODELS).model
 def epoch_model_name(number: int) -> str:
     """The file name of the model of epoch `number` (from 1); EPOCH_MODEL_NAME matches it."""
     return f"epoch_{number:03d}.keras"
+
+
+def figure_name(position: int, image: str, digits: int) -> str:
+    """A PNG's name for the image at `position` (from 0) among those drawn: its place from 1 with
+    `digits` digits, then the image's name or id (folders and all) without its extension, made
+    safe for any file system."""
+    stem = image.removesuffix(Path(image).suffix)
+    return f"{position + 1:0{digits}d}_{UNSAFE_IN_NAME.sub('_', stem)}.png"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -12,13 +11,12 @@ import numpy as np
 
 from captioner.core.errors import PipelineError
 from captioner.core.params import DecodingSettings
+from captioner.core.paths import figure_name
 from captioner.core.sources import undecodable_name
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inputs.pixels import load_pixels
 from captioner.model.attention_maps import attended_captions, attention_figure
 from captioner.model.network import reads_regions
-
-UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def image_paths(arguments: list[str]) -> list[Path]:
@@ -35,7 +33,7 @@ def image_paths(arguments: list[str]) -> list[Path]:
 
 def map_name(position: int, path: Path) -> str:
     """An attention figure's file name: the image's place among those captioned, then its name."""
-    return f"{position + 1:03d}_{UNSAFE_IN_NAME.sub('_', path.stem)}.png"
+    return figure_name(position, path.name, digits=3)
 
 
 def write_attention_maps(captioner: ImageCaptioner, paths: list[Path], regions: np.ndarray,

@@ -6,11 +6,11 @@ image's PNG of two revisions side by side.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from captioner.core.paths import figure_name
 from captioner.reporting.epoch_table import EpochRow, EpochTable, unsaved_note
 
 WIDTH = 480
@@ -20,7 +20,6 @@ FONT_SIZE = 15
 LINE_HEIGHT = 20
 INK, GREY, CHOSEN_INK = (20, 20, 20), (110, 110, 110), (0, 0, 0)
 CHOSEN_BACKGROUND = (255, 236, 150)
-UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def open_photo(path: Path, box: tuple[int, int]) -> Image.Image:
@@ -33,8 +32,7 @@ def open_photo(path: Path, box: tuple[int, int]) -> Image.Image:
 
 def plot_name(position: int, image: str) -> str:
     """The PNG's file name: the image's place among the samples (from 1), then its id made safe."""
-    stem = UNSAFE_IN_NAME.sub("_", image.rsplit(".", 1)[0])
-    return f"{position + 1:02d}_{stem}.png"
+    return figure_name(position, image, digits=2)
 
 
 def wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
