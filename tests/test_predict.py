@@ -185,3 +185,59 @@ def test_attention_maps_of_a_model_that_does_not_attend_are_one_line(tmp_path, m
     assert errors == [f"error: {model}: has no attention decoder (train.decoder attention), so no "
                       "attention maps"]
     assert not (tmp_path / "maps").exists()
+
+
+def test_every_folder_entry_not_captioned_is_named_and_none_of_them_is_read(
+        tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(photos / "good.jpg")
+    os.mkfifo(photos / "fifo.jpg")  # opening it to read would wait for a writer for ever
+    (photos / "zero.jpg").symlink_to("/dev/zero")
+    (photos / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    (photos / "loop_a.jpg").symlink_to(photos / "loop_b.jpg")
+    (photos / "loop_b.jpg").symlink_to(photos / "loop_a.jpg")
+    (photos / "album").mkdir()
+    (photos / ".DS_Store").write_bytes(b"\0")
+    code, output, errors = predict(monkeypatch, capsys, str(photos), "--model", str(model),
+                                   "--beam-size", "1")
+    assert code == 1
+    assert [line.split("\t")[0] for line in output] == [str(photos / "good.jpg")]
+    assert errors == [
+        f"error: {photos / 'fifo.jpg'}: a FIFO (named pipe), not a file",
+        f"error: {photos / 'gone.jpg'}: a symbolic link to {tmp_path / 'deleted.jpg'}, which does "
+        "not exist",
+        f"error: {photos / 'loop_a.jpg'}: a symbolic link that loops",
+        f"error: {photos / 'loop_b.jpg'}: a symbolic link that loops",
+        f"error: {photos / 'zero.jpg'}: a device, not a file"]
+
+
+def test_skipped_entries_of_a_folder_are_named_without_failing(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    photos = tmp_path / "photos"
+    (photos / "album").mkdir(parents=True)
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(photos / "good.jpg")
+    (photos / ".DS_Store").write_bytes(b"\0")
+    monkeypatch.setattr(sys, "argv", ["captioner", "predict", str(photos), "--model", str(model),
+                                      "--beam-size", "1"])
+    with pytest.raises(SystemExit) as exit_status:
+        main()
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"skipped: {photos / '.DS_Store'}: a hidden file",
+        f"skipped: {photos / 'album'}: a folder (predict looks only at the files of the folders "
+        "it is given)"]
+
+
+@pytest.mark.parametrize(("named", "problem"), [
+    ("/proc/self/mem", "cannot be read: Input/output error"),
+    ("/dev/null", "a device, not a file"),
+    ("/nowhere/photo.jpg", "no such file"),
+])
+def test_a_named_path_that_is_not_a_readable_file_is_one_line(tmp_path, monkeypatch, capsys,
+                                                               named, problem):
+    model = saved_model(tmp_path)
+    code, output, errors = predict(monkeypatch, capsys, named, "--model", str(model))
+    assert (code, output) == (1, [])
+    assert errors == [f"error: {named}: {problem}"]

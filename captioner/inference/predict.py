@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +22,72 @@ from captioner.inputs.pixels import load_pixels
 from captioner.model.attention_maps import attended_captions, attention_figure
 from captioner.model.network import reads_regions
 
+# What a path is, by its stat mode, when it is not a regular file.
+NOT_FILES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe), not a file",
+             stat.S_IFCHR: "a device, not a file", stat.S_IFBLK: "a device, not a file",
+             stat.S_IFSOCK: "a socket, not a file"}
 
-def image_paths(arguments: list[str]) -> list[Path]:
-    """The given files, and the files of the given folders (sorted, hidden ones skipped)."""
-    paths = []
-    for argument in map(Path, arguments):
-        if argument.is_dir():
-            paths.extend(sorted(p for p in argument.iterdir()
-                                if p.is_file() and not p.name.startswith(".")))
+
+@dataclass
+class ImageFiles:
+    """What predict was given: the files to caption, and each entry it will not read with why;
+    `errors` are what it was asked for and cannot caption, `skipped` what a folder holds besides
+    image files (hidden files, sub-folders)."""
+
+    paths: list[Path] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not a file predict can read (a missing one, a broken or looping link, a
+    folder, FIFO, device or socket, one that cannot be read), found without opening anything
+    but regular files; None for a readable file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+        if path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return "no such file" if error.errno == errno.ENOENT else error.strerror
+    if not stat.S_ISREG(mode):
+        return NOT_FILES.get(stat.S_IFMT(mode), "not a regular file")
+    try:
+        with path.open("rb") as file:
+            file.read(1)
+    except OSError as error:
+        return f"cannot be read: {error.strerror}"
+    return None
+
+
+def image_files(arguments: list[str]) -> ImageFiles:
+    """The given files and the files of the given folders (sorted; hidden ones and sub-folders
+    skipped), each entry that is not a readable file set aside with the reason."""
+    found = ImageFiles()
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            for entry in sorted(path.iterdir()):
+                if entry.name.startswith("."):
+                    found.skipped.append((str(entry), "a hidden file"))
+                elif entry.is_dir():
+                    found.skipped.append((str(entry), "a folder (predict looks only at the files "
+                                                      "of the folders it is given)"))
+                else:
+                    _add(found, entry)
         else:
-            paths.append(argument)
-    return paths
+            _add(found, path)
+    return found
+
+
+def _add(found: ImageFiles, path: Path) -> None:
+    if (shown := undecodable_name(str(path))) is not None:
+        found.errors.append((shown, "the file name is not UTF-8; rename it"))
+    elif (reason := not_a_file(path)) is not None:
+        found.errors.append((str(path), reason))
+    else:
+        found.paths.append(path)
 
 
 def map_name(position: int, path: Path) -> str:
@@ -61,11 +120,8 @@ def predict(images: list[str], model_path: Path, settings: DecodingSettings, bat
     if attention_maps is not None and not reads_regions(captioner.trained.model):
         raise PipelineError(f"{model_path}: has no attention decoder (train.decoder attention), "
                             "so no attention maps")
-    paths = image_paths(images)
-    misnamed = {path: shown for path in paths if (shown := undecodable_name(str(path)))}
-    paths = [path for path in paths if path not in misnamed]
-    missing = [path for path in paths if not path.is_file()]
-    extraction = captioner.extractor.extract([path for path in paths if path.is_file()])
+    found = image_files(images)
+    extraction = captioner.extractor.extract(found.paths)
     captions = captioner.caption_features(extraction.features)
     results = [{"image": str(path), "caption": caption.caption}
                for path, caption in zip(extraction.paths, captions, strict=True)]
@@ -74,15 +130,13 @@ def predict(images: list[str], model_path: Path, settings: DecodingSettings, bat
                                        attention_maps)
         for result, figure in zip(results, figures, strict=True):
             result["attention_map"] = figure
-    for shown in misnamed.values():
-        print(f"error: {shown}: the file name is not UTF-8; rename it", file=sys.stderr)
-    for path in missing:
-        print(f"error: {path}: no such file", file=sys.stderr)
-    for path, reason in extraction.bad:
+    for path, reason in found.skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    for path, reason in [*found.errors, *extraction.bad]:
         print(f"error: {path}: {reason}", file=sys.stderr)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
         for result in results:
             print("\t".join(result.values()))
-    return 1 if misnamed or missing or extraction.bad else 0
+    return 1 if found.errors or extraction.bad else 0
