@@ -13,13 +13,19 @@ quiet_start.install()
 
 import argparse
 import dataclasses
+import os
+import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.paths import BEST_MODEL, PARAMS_FILE
 from captioner.inference.limits import ServiceLimits
+
+if TYPE_CHECKING:
+    from captioner.inference.captioning import ImageCaptioner
 
 DECODING_FLAGS = (("--beam-size", int, "1 is greedy"),
                   ("--length-penalty", float, "0 ranks by total log-probability"),
@@ -45,30 +51,59 @@ def decoding_settings(arguments: argparse.Namespace) -> tuple[params.DecodingSet
     return params.DecodingSettings(**given), params.DECODE_BATCH_SIZE
 
 
+def new_folder(out: Path) -> None:
+    """Creates export's --out folder before anything is loaded; PipelineError naming the problem
+    when it exists (a dangling link included) or cannot be created."""
+    if os.path.lexists(out):
+        kind = f"a symbolic link to {os.readlink(out)}" if out.is_symlink() else "it"
+        raise PipelineError(f"--out {out}: already exists ({kind}); give a new folder")
+    if not out.absolute().parent.is_dir():
+        raise PipelineError(f"--out {out}: its folder {out.absolute().parent} does not exist")
+    try:
+        out.mkdir()
+    except OSError as error:
+        raise PipelineError(f"--out {out}: cannot create it: {error.strerror}") from None
+
+
+def serve(captioner: ImageCaptioner, arguments: argparse.Namespace) -> None:
+    """Runs the caption service until Ctrl+C."""
+    import uvicorn
+
+    from captioner.inference.connections import reserve_descriptors
+    from captioner.inference.service import server_config
+    limits = ServiceLimits(
+        max_upload_bytes=int(arguments.max_upload_mb * 1024 * 1024), max_queue=arguments.queue,
+        batch_window_s=arguments.batch_window_ms / 1000, decoders=arguments.decoders,
+        client_timeout_s=arguments.client_timeout, max_connections=arguments.max_connections)
+    reserve_descriptors(limits.max_connections)
+    config = server_config(captioner, limits, arguments.host, arguments.port,
+                           arguments.allowed_host)
+    print(f"serving {arguments.model} at http://{arguments.host}:{arguments.port}/ (Ctrl+C stops)",
+          flush=True)
+    uvicorn.Server(config).run()
+
+
 def run(arguments: argparse.Namespace) -> int:
     """Runs the chosen command; returns its exit code."""
     settings, batch_size = decoding_settings(arguments)
+    if arguments.command == "export":
+        new_folder(arguments.out)
     if arguments.command == "predict":
         from captioner.inference.predict import predict
         return predict(arguments.images, arguments.model, settings, batch_size, arguments.json,
                        arguments.attention_maps)
     from captioner.inference.captioning import ImageCaptioner
-    captioner = ImageCaptioner(arguments.model, settings, batch_size)
-    if arguments.command == "export":
-        from captioner.inference.export import export
-        export(captioner, str(arguments.out))
-        print(f"{arguments.out}: SavedModel of {arguments.model}; its signature 'serving_default' "
-              "takes encoded images and gives their captions")
+    if arguments.command == "serve":
+        serve(ImageCaptioner(arguments.model, settings, batch_size), arguments)
         return 0
-    import uvicorn
-
-    from captioner.inference.service import create_app
-    limits = ServiceLimits(max_upload_bytes=int(arguments.max_upload_mb * 1024 * 1024),
-                           max_queue=arguments.queue, batch_window_s=arguments.batch_window_ms / 1000)
-    print(f"serving {arguments.model} at http://{arguments.host}:{arguments.port}/ (Ctrl+C stops)",
-          flush=True)
-    uvicorn.run(create_app(captioner, limits), host=arguments.host, port=arguments.port,
-                log_level="warning", access_log=False)
+    from captioner.inference.export import export
+    try:
+        export(ImageCaptioner(arguments.model, settings, batch_size), arguments.out)
+    except BaseException:
+        shutil.rmtree(arguments.out, ignore_errors=True)
+        raise
+    print(f"{arguments.out}: SavedModel of {arguments.model}; its signature 'serving_default' "
+          "takes encoded images and gives their captions")
     return 0
 
 
@@ -89,7 +124,21 @@ def parser() -> argparse.ArgumentParser:
                        default=ServiceLimits.max_upload_bytes / (1024 * 1024),
                        help="largest image upload; larger ones get 413 (default: %(default)s)")
     serve.add_argument("--queue", type=int, default=ServiceLimits.max_queue,
-                       help="most requests waiting; more get 503 (default: %(default)s)")
+                       help="most caption requests in progress (being read, decoded, waiting or "
+                            "captioned); more get 503 (default: %(default)s)")
+    serve.add_argument("--decoders", type=int, default=ServiceLimits().decoders,
+                       help="uploads decoded at once, which bounds decoding's memory "
+                            "(default: the core count, %(default)s)")
+    serve.add_argument("--client-timeout", type=float, default=ServiceLimits.client_timeout_s,
+                       metavar="SECONDS", help="time a client has to send a request's headers, "
+                       "and again its body; idle connections close after it (default: %(default)s)")
+    serve.add_argument("--max-connections", type=int, default=ServiceLimits.max_connections,
+                       help="open connections; past it the longest idle one is closed "
+                            "(default: %(default)s)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="another name the service answers to in the Host header (repeatable; "
+                            "it answers to the --host address, and on a loopback or wildcard "
+                            "address to localhost and 127.0.0.1)")
     serve.add_argument("--batch-window-ms", type=float, default=ServiceLimits.batch_window_s * 1000,
                        help="how long a batch may wait for requests on their way "
                             "(default: %(default)s)")
@@ -113,12 +162,12 @@ def main() -> None:
         command_line.error("--beam-size and --max-length must be at least 1")
     if arguments.length_penalty is not None and arguments.length_penalty < 0:
         command_line.error("--length-penalty must be at least 0")
-    if arguments.command == "serve" and (arguments.max_upload_mb <= 0 or arguments.queue < 1
-                                         or arguments.batch_window_ms < 0):
-        command_line.error("--max-upload-mb and --queue must be positive, --batch-window-ms "
-                           "at least 0")
-    if arguments.command == "export" and arguments.out.exists():
-        command_line.error(f"--out {arguments.out}: already exists; give a new folder")
+    if arguments.command == "serve" and (
+            min(arguments.max_upload_mb, arguments.queue, arguments.decoders,
+                arguments.client_timeout, arguments.max_connections) <= 0
+            or arguments.batch_window_ms < 0):
+        command_line.error("--max-upload-mb, --queue, --decoders, --client-timeout and "
+                           "--max-connections must be positive, --batch-window-ms at least 0")
     try:
         raise SystemExit(run(arguments))
     except PipelineError as error:

@@ -13,7 +13,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inference.limits import ServiceLimits
-from captioner.inference.service import create_app
 from tests.helpers.datasets import CORRUPT_BYTES
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 
@@ -34,12 +33,11 @@ def page(tmp_path_factory):
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
-    app = create_app(ImageCaptioner(model, SETTINGS), ServiceLimits())
-    with serving(app) as url:
+    with serving(ImageCaptioner(model, SETTINGS), ServiceLimits()) as url:
         browser = webdriver.Chrome(options=options, service=Service(DRIVER))
         try:
             browser.get(url)
-            yield browser, model, pictures, folder
+            yield browser, model, pictures, folder, url
         finally:
             browser.quit()
 
@@ -56,7 +54,7 @@ def shown(browser, count: int) -> list:
 
 
 def test_chosen_photos_are_shown_with_predicts_captions_and_alternatives(page):
-    browser, model, pictures, _ = page
+    browser, model, pictures, _, _ = page
     chosen = pictures[:2]
     browser.find_element(By.ID, "pick").send_keys("\n".join(str(path) for path in chosen))
     items = shown(browser, len(chosen))
@@ -74,7 +72,7 @@ def test_chosen_photos_are_shown_with_predicts_captions_and_alternatives(page):
 
 
 def test_a_file_that_is_not_an_image_shows_the_services_error(page):
-    browser, _, _, folder = page
+    browser, _, _, folder, _ = page
     before = len(browser.find_elements(By.CSS_SELECTOR, "#results .result"))
     notes = folder / "notes.jpg"
     notes.write_bytes(CORRUPT_BYTES)
@@ -83,3 +81,17 @@ def test_a_file_that_is_not_an_image_shows_the_services_error(page):
     caption = newest.find_element(By.CLASS_NAME, "caption")
     assert caption.text == "error 400: not an image Pillow can read"
     assert "error" in caption.get_attribute("class")
+
+
+def test_the_page_works_as_localhost_too_under_its_own_content_policy(page):
+    browser, model, pictures, _, url = page
+    browser.get(url.replace("127.0.0.1", "localhost"))
+    browser.find_element(By.ID, "pick").send_keys(str(pictures[2]))
+    item = shown(browser, 1)[0]
+    assert item.find_element(By.CLASS_NAME, "caption").text == predicted(model, pictures[2:3])[
+        pictures[2].name]
+    # The policy let the page's own script and style run and show the photo (a blob: URL).
+    thumbnail = item.find_element(By.TAG_NAME, "img")
+    assert browser.execute_script("return arguments[0].naturalWidth", thumbnail) == 224
+    assert browser.execute_script(
+        "return getComputedStyle(document.getElementById('pick')).display") == "none"

@@ -25,6 +25,8 @@ from tests.helpers.datasets import CORRUPT_BYTES, draw, jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 
 MAX_UPLOAD = 200_000
+# TestClient's address: the service answers to the loopback names only.
+BASE_URL = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,8 @@ def captioner(trained):
 
 @pytest.fixture(scope="module")
 def client(captioner):
-    with TestClient(create_app(captioner, ServiceLimits(max_upload_bytes=MAX_UPLOAD))) as test_client:
+    with TestClient(create_app(captioner, ServiceLimits(max_upload_bytes=MAX_UPLOAD)),
+                    base_url=BASE_URL) as test_client:
         yield test_client
 
 
@@ -167,7 +170,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_caption(captioner
     limits = ServiceLimits(max_upload_bytes=MAX_UPLOAD, batch_window_s=0.05)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(captioner, "caption_pixels", recorded)
-        with serving(create_app(captioner, limits)) as url, ThreadPoolExecutor(8) as pool:
+        with serving(captioner, limits) as url, ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(
                 lambda path: requests.post(f"{url}/caption", timeout=60,
                                            files={"file": (path.name, path.read_bytes())}),
@@ -180,7 +183,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_caption(captioner
 def test_a_lone_item_is_not_held_for_the_window_but_announced_ones_are_awaited():
     batches = []
     batcher = MicroBatcher(lambda items: batches.append(list(items)) or list(items), max_batch=8,
-                           window_s=5.0, max_queue=8)
+                           window_s=5.0)
     started = time.monotonic()
     assert batcher.submit("lone").result(10) == "lone"
     assert time.monotonic() - started < 1.0
@@ -199,14 +202,15 @@ def test_a_failed_batch_fails_its_requests_and_the_worker_goes_on():
             raise ValueError("cannot caption")
         return items
 
-    batcher = MicroBatcher(work, max_batch=1, window_s=0.0, max_queue=8)
+    batcher = MicroBatcher(work, max_batch=1, window_s=0.0)
     with pytest.raises(ValueError, match="cannot caption"):
         batcher.submit("bad").result(10)
     assert batcher.submit("good").result(10) == "good"
     batcher.close()
 
 
-def test_a_full_queue_answers_503_and_the_service_recovers(captioner, trained, expected):
+def test_past_max_queue_requests_in_progress_get_503_and_the_service_recovers(captioner, trained,
+                                                                               expected):
     release = threading.Event()
     started = threading.Event()
     caption_pixels = captioner.caption_pixels
@@ -217,21 +221,21 @@ def test_a_full_queue_answers_503_and_the_service_recovers(captioner, trained, e
         return caption_pixels(pixels)
 
     path = trained[1][0]
-    limits = ServiceLimits(max_upload_bytes=MAX_UPLOAD, max_queue=1, batch_window_s=0.0)
+    limits = ServiceLimits(max_upload_bytes=MAX_UPLOAD, max_queue=2, batch_window_s=0.0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(captioner, "caption_pixels", blocked)
-        with serving(create_app(captioner, limits)) as url, ThreadPoolExecutor(2) as pool:
+        with serving(captioner, limits) as url, ThreadPoolExecutor(2) as pool:
             def send():
                 return requests.post(f"{url}/caption", timeout=60,
                                      files={"file": (path.name, path.read_bytes())})
             working = pool.submit(send)  # taken by the worker, which blocks
             assert started.wait(30)
-            waiting = pool.submit(send)  # fills the queue
+            waiting = pool.submit(send)  # waits for the worker
             while requests.get(f"{url}/health", timeout=10).json()["waiting"] < 1:
                 time.sleep(0.01)
             refused = send()
             assert refused.status_code == 503
-            assert refused.json()["error"] == "busy: 1 requests are already waiting; try again"
+            assert refused.json()["error"] == "busy: 2 requests are in progress; try again"
             assert refused.headers["retry-after"] == "1"
             release.set()
             assert working.result().json()["caption"] == expected[path.name]
@@ -251,7 +255,7 @@ def test_a_large_upload_is_spooled_only_in_the_temporary_folder(captioner, train
         noise, format="PNG")
     assert len(noise.getvalue()) > 1_048_576  # past Starlette's in-memory spool
     limits = ServiceLimits(max_upload_bytes=4_000_000)
-    with TestClient(create_app(captioner, limits)) as large_client:
+    with TestClient(create_app(captioner, limits), base_url=BASE_URL) as large_client:
         answer = large_client.post("/caption", files={"file": ("noise.png", noise.getvalue())})
     assert answer.status_code == 200
     assert sorted(trained[0].parent.rglob("*")) == before

@@ -20,23 +20,19 @@ _STOP = object()
 _POLL_S = 0.001
 
 
-class QueueFull(Exception):
-    """More requests are waiting than the queue holds."""
-
-
 class MicroBatcher:
     """Runs `work(items)` (one result per item, in order) on batches of submitted items.
 
     The worker takes the first waiting item, then whatever else arrives within `window_s`, up to
     `max_batch` items; it stops waiting early when nothing is queued or announced (see arriving),
-    so a lone request is not held back. At most `max_queue` items wait; submit() refuses more with
-    QueueFull.
+    so a lone request is not held back. The queue is not bounded here: the service bounds the
+    requests it admits (ServiceLimits.max_queue).
     """
 
     def __init__(self, work: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int,
-                 window_s: float, max_queue: int) -> None:
+                 window_s: float) -> None:
         self._work, self._max_batch, self._window_s = work, max_batch, window_s
-        self._queue: queue.Queue = queue.Queue(max_queue)
+        self._queue: queue.Queue = queue.Queue()
         self._arriving = 0
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
@@ -54,12 +50,9 @@ class MicroBatcher:
                 self._arriving -= 1
 
     def submit(self, item: object) -> Future:
-        """A future for `item`'s result; raises QueueFull when the queue is full."""
+        """A future for `item`'s result."""
         future: Future = Future()
-        try:
-            self._queue.put_nowait((item, future))
-        except queue.Full:
-            raise QueueFull(f"{self._queue.maxsize} requests are already waiting") from None
+        self._queue.put((item, future))
         return future
 
     def waiting(self) -> int:

@@ -11,9 +11,12 @@ predict's exact caption.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
+from captioner.core.errors import PipelineError
 from captioner.core.text import END_ID, PAD_ID
 from captioner.inference.captioning import ImageCaptioner, cnn_shape
 from captioner.inputs.pixels import IMAGE_SIZE
@@ -40,9 +43,10 @@ def _captions(words: tf.Tensor, vocabulary: tf.Tensor) -> tf.Tensor:
     return tf.strings.strip(tf.strings.reduce_join(spaced, axis=-1))
 
 
-def export(captioner: ImageCaptioner, folder: str) -> None:
-    """Writes the SavedModel of `captioner` into `folder`; its endpoint `serve` (and the
-    serving_default signature) maps a batch of encoded images to their captions."""
+def export(captioner: ImageCaptioner, folder: Path) -> None:
+    """Writes the SavedModel of `captioner` into `folder` (new, or empty); its endpoint `serve`
+    (and the serving_default signature) maps a batch of encoded images to their captions.
+    PipelineError when it cannot be written."""
     extractor = captioner.extractor
     batch_size = extractor.batch_size
     models = decoding_models(captioner.trained.model)
@@ -76,4 +80,8 @@ def export(captioner: ImageCaptioner, folder: str) -> None:
     # which beam search's loop needs.
     archive.add_endpoint(ENDPOINT, tf.function(caption_images, input_signature=[
         tf.TensorSpec([None], tf.string, name="images")]))
-    archive.write_out(folder, verbose=False)
+    try:
+        archive.write_out(str(folder), verbose=False)
+    except (OSError, tf.errors.OpError) as error:
+        raise PipelineError(f"--out {folder}: cannot write the SavedModel: "
+                            f"{getattr(error, 'message', None) or error}") from None

@@ -3,52 +3,75 @@
 POST /caption takes one image (a multipart form's `file` field, or the raw body) and answers with
 its caption, the beam's alternatives, the model's identity and the time taken; GET /health says
 the service is up; GET / is a page that captions dropped or picked photos, with nothing fetched
-from outside this package. Images are decoded in request threads and captioned in micro-batches.
+from outside this package. It answers only to its own Host names and, for POSTs, its own Origin
+(guards.py); a request is admitted only while fewer than ServiceLimits.max_queue are in progress;
+uploads are decoded by a pool of ServiceLimits.decoders threads, which bounds decoding's memory,
+and captioned in micro-batches. Connections have deadlines and a cap (connections.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from captioner.inference.batching import MicroBatcher, QueueFull
+from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
+from captioner.inference.connections import deadline_protocol
+from captioner.inference.guards import SameOriginGuard, allowed_hosts
 from captioner.inference.limits import ServiceLimits
-from captioner.inference.uploads import UploadError, image_bytes, image_pixels
+from captioner.inference.uploads import UploadError, image_pixels, uploaded_image
 
 PAGE = Path(__file__).parent / "page"
 
 
-def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
-    """The service for one loaded model; its micro-batcher runs while the app does."""
-    state: dict[str, MicroBatcher] = {}
+@dataclass
+class _Work:
+    """What the running service holds: the decoders, the micro-batcher, the requests admitted."""
+
+    decoders: ThreadPoolExecutor
+    batcher: MicroBatcher
+    admitted: int = field(default=0)
+
+
+def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
+               hosts: Sequence[str] = allowed_hosts("127.0.0.1")) -> FastAPI:
+    """The service for one loaded model, answering to the Host names `hosts`; its decoders and
+    micro-batcher run while the app does."""
+    state: dict[str, _Work] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["batcher"] = MicroBatcher(
-            lambda pixels: captioner.caption_pixels(np.stack(pixels)),
-            max_batch=captioner.extractor.batch_size, window_s=limits.batch_window_s,
-            max_queue=limits.max_queue)
+        state["work"] = _Work(
+            ThreadPoolExecutor(limits.decoders, thread_name_prefix="decoder"),
+            MicroBatcher(lambda pixels: captioner.caption_pixels(np.stack(pixels)),
+                         max_batch=captioner.extractor.batch_size, window_s=limits.batch_window_s))
         yield
-        state.pop("batcher").close()
+        work = state.pop("work")
+        work.decoders.shutdown()
+        work.batcher.close()
 
     # No /docs or /redoc: their pages load scripts from a CDN. The schema stays at /openapi.json.
     app = FastAPI(title="captioner", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
+    app.add_middleware(SameOriginGuard)
     app.mount("/page", StaticFiles(directory=PAGE), name="page")
 
     @app.exception_handler(UploadError)
     async def refused(_: Request, error: UploadError) -> JSONResponse:
-        return JSONResponse({"error": error.problem}, status_code=error.status)
+        return JSONResponse({"error": error.problem}, status_code=error.status,
+                            headers={"Connection": "close"} if error.received else None)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -56,26 +79,41 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        """The service is up: its model and decoding settings, and the requests waiting."""
-        return {"status": "ok", "model": captioner.identity, "waiting": state["batcher"].waiting(),
-                "decoding": asdict(captioner.settings)}
+        """The service is up: its model and decoding settings, and the requests in progress."""
+        work = state["work"]
+        return {"status": "ok", "model": captioner.identity, "in_progress": work.admitted,
+                "waiting": work.batcher.waiting(), "decoding": asdict(captioner.settings)}
 
     @app.post("/caption")
     async def caption(request: Request) -> JSONResponse:
         """Captions one image: a multipart form's `file` field, or the raw request body."""
         started = time.perf_counter()
-        batcher = state["batcher"]
-        with batcher.arriving():
-            data, name = await image_bytes(request, limits.max_upload_bytes)
-            pixels = await run_in_threadpool(image_pixels, data)
-            try:
-                future = batcher.submit(pixels)
-            except QueueFull as error:
-                return JSONResponse({"error": f"busy: {error}; try again"}, status_code=503,
-                                    headers={"Retry-After": "1"})
-        result = await asyncio.wrap_future(future)
-        return JSONResponse({"image": name, "caption": result.caption,
+        work = state["work"]
+        if work.admitted >= limits.max_queue:
+            return JSONResponse({"error": f"busy: {work.admitted} requests are in progress; try "
+                                          "again"}, status_code=503, headers={"Retry-After": "1"})
+        work.admitted += 1
+        try:
+            with work.batcher.arriving():
+                async with uploaded_image(request, limits.max_upload_bytes,
+                                          limits.client_timeout_s) as upload:
+                    pixels = await asyncio.wrap_future(work.decoders.submit(image_pixels, upload))
+                future = work.batcher.submit(pixels)
+            result = await asyncio.wrap_future(future)
+        finally:
+            work.admitted -= 1
+        return JSONResponse({"image": upload.filename, "caption": result.caption,
                              "alternatives": result.alternatives, "model": captioner.identity,
                              "seconds": round(time.perf_counter() - started, 4)})
 
     return app
+
+
+def server_config(captioner: ImageCaptioner, limits: ServiceLimits, host: str, port: int,
+                  names: Sequence[str] = ()) -> uvicorn.Config:
+    """uvicorn's configuration of the service on `host`:`port`, answering to the names of
+    guards.allowed_hosts, with the connection deadlines and cap of `limits`."""
+    return uvicorn.Config(
+        create_app(captioner, limits, allowed_hosts(host, names)), host=host, port=port,
+        http=deadline_protocol(limits.client_timeout_s, limits.max_connections),
+        log_level="warning", access_log=False)

@@ -1,19 +1,23 @@
-"""An uploaded image's bytes and pixels, read within the service's caps.
+"""An uploaded image, received within the service's caps and deadline, and its pixels.
 
 The body is read through a counting stream, so an upload over the cap is refused at the cap
-whatever its Content-Length says; a multipart form is parsed by Starlette from that stream (its
-parts are spooled in memory, or past 1 MB in a temporary file).
+whatever its Content-Length says. A multipart form is parsed by Starlette from that stream; a raw
+body goes the same way as a form's file part: into a file spooled in memory up to 1 MB, past that
+in a temporary file, so uploads waiting for a decoder hold little memory. The whole upload must
+arrive within the client deadline (408 otherwise).
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncGenerator
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from tempfile import SpooledTemporaryFile
 
 import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from captioner.inputs.pixels import BadImage, ImageTooLarge, load_pixels
 
@@ -23,15 +27,18 @@ FILE_FIELD = "file"
 
 
 class UploadError(Exception):
-    """A request the service refuses: the HTTP status and the problem."""
+    """A request the service refuses: the HTTP status, the problem, and whether the whole request
+    had been received (then the answer closes the connection; otherwise the server lets it
+    linger briefly so that the client reads the answer)."""
 
-    def __init__(self, status: int, problem: str) -> None:
+    def __init__(self, status: int, problem: str, received: bool = False) -> None:
         super().__init__(problem)
-        self.status, self.problem = status, problem
+        self.status, self.problem, self.received = status, problem, received
 
 
-def _too_large(size: str, max_bytes: int) -> UploadError:
-    return UploadError(413, f"the upload is {size}, more than the {max_bytes} bytes allowed")
+def _too_large(size: str, max_bytes: int, received: bool = False) -> UploadError:
+    return UploadError(413, f"the upload is {size}, more than the {max_bytes} bytes allowed",
+                       received)
 
 
 async def _capped(request: Request, limit: int, max_bytes: int) -> AsyncGenerator[bytes, None]:
@@ -43,9 +50,7 @@ async def _capped(request: Request, limit: int, max_bytes: int) -> AsyncGenerato
         yield chunk
 
 
-async def image_bytes(request: Request, max_bytes: int) -> tuple[bytes, str]:
-    """The image of a request and its name: the form field `file` of a multipart upload, or the
-    raw body. Raises UploadError: 413 past `max_bytes`, 400 for a missing or empty image."""
+async def _received(request: Request, max_bytes: int) -> UploadFile:
     is_form = request.headers.get("content-type", "").startswith("multipart/form-data")
     limit = max_bytes + FORM_OVERHEAD if is_form else max_bytes
     declared = request.headers.get("content-length", "")
@@ -53,7 +58,15 @@ async def image_bytes(request: Request, max_bytes: int) -> tuple[bytes, str]:
         raise _too_large(f"{declared} bytes", max_bytes)
     stream = _capped(request, limit, max_bytes)
     if not is_form:
-        return b"".join([chunk async for chunk in stream]), "body"
+        body = UploadFile(SpooledTemporaryFile(max_size=MultiPartParser.spool_max_size), size=0,
+                          filename="body")
+        try:
+            async for chunk in stream:
+                await body.write(chunk)
+        except BaseException:
+            await body.close()
+            raise
+        return body
     try:
         form = await MultiPartParser(request.headers, stream, max_files=1, max_fields=8).parse()
     except MultiPartException as error:
@@ -61,23 +74,42 @@ async def image_bytes(request: Request, max_bytes: int) -> tuple[bytes, str]:
     upload = form.get(FILE_FIELD)
     if not isinstance(upload, UploadFile):
         await form.close()
-        raise UploadError(400, f"no image: send it in a form field named {FILE_FIELD!r} or as "
-                               "the request body")
-    data = await upload.read()
-    await form.close()
-    if len(data) > max_bytes:
-        raise _too_large(f"{len(data)} bytes", max_bytes)
-    return data, upload.filename or FILE_FIELD
+        raise UploadError(400, f"no image: send it in a form field named {FILE_FIELD!r} or as the "
+                               "request body", received=True)
+    return upload
 
 
-def image_pixels(data: bytes) -> np.ndarray:
+@contextlib.asynccontextmanager
+async def uploaded_image(request: Request, max_bytes: int,
+                         timeout_s: float) -> AsyncIterator[UploadFile]:
+    """The image of a request, as a file at its start: the form field `file` of a multipart
+    upload, or the raw body (named "body"); closed (its temporary file deleted) on leaving.
+    Raises UploadError: 413 past `max_bytes`, 408 when it takes over `timeout_s` to arrive, 400
+    for a missing or empty image or a client gone before the end."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            upload = await _received(request, max_bytes)
+    except TimeoutError:
+        raise UploadError(408, f"the upload did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise UploadError(400, "the client left before the upload ended") from None
+    try:
+        if not upload.size:
+            raise UploadError(400, "the upload is empty", received=True)
+        if upload.size > max_bytes:
+            raise _too_large(f"{upload.size} bytes", max_bytes, received=True)
+        await upload.seek(0)
+        yield upload
+    finally:
+        await upload.close()
+
+
+def image_pixels(upload: UploadFile) -> np.ndarray:
     """The CNN's pixels of an uploaded image, decoded as predict decodes a file. Raises
     UploadError: 413 for an image with too many pixels, 400 for anything else undecodable."""
-    if not data:
-        raise UploadError(400, "the upload is empty")
     try:
-        return load_pixels(io.BytesIO(data))
+        return load_pixels(upload.file)
     except ImageTooLarge as error:
-        raise UploadError(413, str(error)) from None
+        raise UploadError(413, str(error), received=True) from None
     except BadImage as error:
-        raise UploadError(400, str(error)) from None
+        raise UploadError(400, str(error), received=True) from None

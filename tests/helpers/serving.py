@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI
 
 from captioner.core import params
 from captioner.core.text import END_ID, SPECIAL_TOKENS, START_ID
+from captioner.inference.captioning import ImageCaptioner
+from captioner.inference.limits import ServiceLimits
 from captioner.inference.predict import predict
+from captioner.inference.service import server_config
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import save_model
 from captioner.training.loop import compiled_captioner
@@ -69,10 +71,10 @@ def predicted(model: Path, images: list[Path]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Runs `app` with uvicorn on a free local port in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
-                                           log_level="warning", access_log=False))
+def serving(captioner: ImageCaptioner, limits: ServiceLimits) -> Iterator[str]:
+    """Runs the service as `python -m captioner serve` does (its uvicorn configuration: Host
+    names, connection deadlines and cap) on a free port of 127.0.0.1 in a thread; yields its URL."""
+    server = uvicorn.Server(server_config(captioner, limits, "127.0.0.1", free_port()))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
