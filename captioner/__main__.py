@@ -70,12 +70,13 @@ def serve(captioner: ImageCaptioner, arguments: argparse.Namespace) -> None:
     import uvicorn
 
     from captioner.inference.connections import reserve_descriptors
-    from captioner.inference.service import server_config
+    from captioner.inference.service import return_freed_images, server_config
     limits = ServiceLimits(
         max_upload_bytes=int(arguments.max_upload_mb * 1024 * 1024), max_queue=arguments.queue,
         batch_window_s=arguments.batch_window_ms / 1000, decoders=arguments.decoders,
         client_timeout_s=arguments.client_timeout, max_connections=arguments.max_connections)
     reserve_descriptors(limits.max_connections)
+    return_freed_images()
     config = server_config(captioner, limits, arguments.host, arguments.port,
                            arguments.allowed_host)
     print(f"serving {arguments.model} at http://{arguments.host}:{arguments.port}/ (Ctrl+C stops)",
@@ -124,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
                        default=ServiceLimits.max_upload_bytes / (1024 * 1024),
                        help="largest image upload; larger ones get 413 (default: %(default)s)")
     serve.add_argument("--queue", type=int, default=ServiceLimits.max_queue,
-                       help="most caption requests in progress (being read, decoded, waiting or "
+                       help="most images received and not yet answered (waiting to be decoded or "
                             "captioned); more get 503 (default: %(default)s)")
     serve.add_argument("--decoders", type=int, default=ServiceLimits().decoders,
                        help="uploads decoded at once, which bounds decoding's memory "

@@ -21,6 +21,7 @@ from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inference.limits import ServiceLimits
 from captioner.inference.service import PAGE, create_app
+from captioner.inference.uploads import SPOOL_BYTES
 from tests.helpers.datasets import CORRUPT_BYTES, draw, jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 
@@ -209,8 +210,7 @@ def test_a_failed_batch_fails_its_requests_and_the_worker_goes_on():
     batcher.close()
 
 
-def test_past_max_queue_requests_in_progress_get_503_and_the_service_recovers(captioner, trained,
-                                                                               expected):
+def test_images_past_max_queue_get_503_and_the_service_recovers(captioner, trained, expected):
     release = threading.Event()
     started = threading.Event()
     caption_pixels = captioner.caption_pixels
@@ -235,7 +235,7 @@ def test_past_max_queue_requests_in_progress_get_503_and_the_service_recovers(ca
                 time.sleep(0.01)
             refused = send()
             assert refused.status_code == 503
-            assert refused.json()["error"] == "busy: 2 requests are in progress; try again"
+            assert refused.json()["error"] == "busy: 2 images are waiting or being captioned; try again"
             assert refused.headers["retry-after"] == "1"
             release.set()
             assert working.result().json()["caption"] == expected[path.name]
@@ -243,7 +243,7 @@ def test_past_max_queue_requests_in_progress_get_503_and_the_service_recovers(ca
             assert send().status_code == 200
 
 
-def test_a_large_upload_is_spooled_only_in_the_temporary_folder(captioner, trained, tmp_path,
+def test_a_large_upload_form_or_body_is_spooled_only_in_the_temporary_folder(captioner, trained, tmp_path,
                                                                 monkeypatch):
     spool = tmp_path / "temporary"
     spool.mkdir()
@@ -253,10 +253,12 @@ def test_a_large_upload_is_spooled_only_in_the_temporary_folder(captioner, train
     noise = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 800, 3), np.uint8)).save(
         noise, format="PNG")
-    assert len(noise.getvalue()) > 1_048_576  # past Starlette's in-memory spool
+    assert len(noise.getvalue()) > SPOOL_BYTES
     limits = ServiceLimits(max_upload_bytes=4_000_000)
     with TestClient(create_app(captioner, limits), base_url=BASE_URL) as large_client:
-        answer = large_client.post("/caption", files={"file": ("noise.png", noise.getvalue())})
-    assert answer.status_code == 200
+        as_form = large_client.post("/caption", files={"file": ("noise.png", noise.getvalue())})
+        as_body = large_client.post("/caption", content=noise.getvalue())
+    assert as_form.status_code == as_body.status_code == 200
+    assert as_form.json()["caption"] == as_body.json()["caption"]
     assert sorted(trained[0].parent.rglob("*")) == before
     assert [path.name for path in tmp_path.iterdir()] == ["temporary"]

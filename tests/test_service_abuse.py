@@ -172,13 +172,28 @@ def test_decoding_runs_on_the_decoders_only_and_waiting_uploads_count_against_th
             return requests.post(f"{base}/caption", timeout=60,
                                  files={"file": (path.name, path.read_bytes())})
         admitted = [pool.submit(send) for _ in range(3)]
-        while requests.get(f"{base}/health", timeout=10).json()["in_progress"] < 3:
+        while requests.get(f"{base}/health", timeout=10).json()["admitted"] < 3:
             time.sleep(0.01)
         refused = send()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         release.set()
         assert [future.result().status_code for future in admitted] == [200] * 3
     assert most[0] == 1
+
+
+def test_uploads_still_arriving_do_not_take_the_queue_from_a_whole_image(captioner, trained):
+    path = trained[1][0]
+    with serving(captioner, ServiceLimits(max_queue=2)) as base:
+        stalled = [connect(base) for _ in range(5)]
+        for sock in stalled:
+            sock.sendall(request_head(base, Content_Type="image/png", Content_Length="100000")
+                         + b"\x89PNG")
+        time.sleep(0.2)
+        answer = requests.post(f"{base}/caption", timeout=60,
+                               files={"file": (path.name, path.read_bytes())})
+        for sock in stalled:
+            sock.close()
+    assert answer.status_code == 200
 
 
 @pytest.mark.parametrize(("host", "status"), [

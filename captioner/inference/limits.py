@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 class ServiceLimits:
     """What one request may send, how long a client may take, and how much work may wait.
 
-    max_queue counts every caption request from its arrival to its answer (reading its upload,
-    waiting for a decoder, decoding, waiting for or in a batch); past it the service answers 503.
+    max_queue counts the images received and not yet answered (waiting for a decoder, decoding,
+    waiting for or in a batch); past it an image gets 503. Uploads still arriving are bounded by
+    max_connections and client_timeout_s, and spooled to temporary files past 256 KB.
     decoders is how many uploads are decoded at once, each holding a large image at most twice at
     full size, so it bounds the memory decoding takes. client_timeout_s bounds the time a client
     has to send a request's headers (from connecting, or from its previous answer) and, again, its

@@ -2,9 +2,9 @@
 
 The body is read through a counting stream, so an upload over the cap is refused at the cap
 whatever its Content-Length says. A multipart form is parsed by Starlette from that stream; a raw
-body goes the same way as a form's file part: into a file spooled in memory up to 1 MB, past that
-in a temporary file, so uploads waiting for a decoder hold little memory. The whole upload must
-arrive within the client deadline (408 otherwise).
+body goes the same way as a form's file part: into a file spooled in memory up to SPOOL_BYTES,
+past that in a temporary file, so uploads being received or waiting for a decoder hold little
+memory. The whole upload must arrive within the client deadline (408 otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ from captioner.inputs.pixels import BadImage, ImageTooLarge, load_pixels
 # Room for a multipart form's boundaries and part headers around the image.
 FORM_OVERHEAD = 64 * 1024
 FILE_FIELD = "file"
+# The most of an upload held in memory; the rest goes to a temporary file.
+SPOOL_BYTES = 256 * 1024
+
+
+class _FormParser(MultiPartParser):
+    spool_max_size = SPOOL_BYTES
 
 
 class UploadError(Exception):
@@ -58,7 +64,7 @@ async def _received(request: Request, max_bytes: int) -> UploadFile:
         raise _too_large(f"{declared} bytes", max_bytes)
     stream = _capped(request, limit, max_bytes)
     if not is_form:
-        body = UploadFile(SpooledTemporaryFile(max_size=MultiPartParser.spool_max_size), size=0,
+        body = UploadFile(SpooledTemporaryFile(max_size=SPOOL_BYTES), size=0,
                           filename="body")
         try:
             async for chunk in stream:
@@ -68,7 +74,7 @@ async def _received(request: Request, max_bytes: int) -> UploadFile:
             raise
         return body
     try:
-        form = await MultiPartParser(request.headers, stream, max_files=1, max_fields=8).parse()
+        form = await _FormParser(request.headers, stream, max_files=1, max_fields=8).parse()
     except MultiPartException as error:
         raise UploadError(400, f"unreadable form: {error.message}") from None
     upload = form.get(FILE_FIELD)
