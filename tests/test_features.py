@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -137,6 +139,32 @@ def _half_transparent(mode: str) -> tuple[Image.Image, tuple[int, int, int]]:
     rgb = image.convert("RGB")  # an RGB PNG's single transparent colour (tRNS)
     rgb.info["transparency"] = BLUE
     return rgb, RED
+
+
+# Decodes one large image in a Python of its own and prints how much its peak resident memory rose.
+DECODE_PEAK = """
+import resource, sys
+from captioner.inputs.pixels import load_pixels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+load_pixels(sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16", "RGB"])
+def test_a_large_image_is_held_at_full_size_at_most_twice(tmp_path, mode):
+    side = 4000
+    ramp = np.arange(side, dtype=np.uint16)
+    if mode == "I;16":
+        image = Image.fromarray(ramp[None, :] * 16 + ramp[:, None])
+    else:
+        image = Image.fromarray(np.broadcast_to((ramp % 251).astype(np.uint8)[:, None, None],
+                                                (side, side, len(mode))).copy(), mode)
+    image.save(tmp_path / "large.png")
+    rise = int(subprocess.run([sys.executable, "-c", DECODE_PEAK, str(tmp_path / "large.png")],
+                              capture_output=True, text=True, check=True).stdout)
+    full_size = side * side * 4  # Pillow holds every mode here in 4 bytes a pixel or fewer
+    assert rise < 2.3 * full_size, f"decoding rose {rise / 1e6:.0f} MB, {rise / full_size:.1f}x"
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB"])
