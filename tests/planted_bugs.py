@@ -323,12 +323,13 @@ PLANTED_BUGS = [
         tests=["tests/test_attention.py"],
     ),
     PlantedBug(
-        name="decoding: EXIF rotation makes a full-size copy (a third full-size image held)",
+        name="decoding: a transparent image is composited at full size, then resized",
         file="captioner/inputs/pixels.py",
-        original="            ImageOps.exif_transpose(image, in_place=True)\n"
-                 "            return np.asarray(_resized_rgb(image), dtype=np.uint8)",
-        planted="            upright = ImageOps.exif_transpose(image)\n"
-                "            return np.asarray(_resized_rgb(upright), dtype=np.uint8)",
+        original="        small = rgba.resize(size, Image.Resampling.BILINEAR)\n"
+                 "        return Image.alpha_composite(Image.new(\"RGBA\", size, (*BACKGROUND, 255)), "
+                 "small).convert(\"RGB\")",
+        planted="        whole = Image.alpha_composite(Image.new(\"RGBA\", rgba.size, (*BACKGROUND, 255)), "
+                "rgba)\n        return whole.convert(\"RGB\").resize(size, Image.Resampling.BILINEAR)",
         tests=["tests/test_features.py"],
     ),
     PlantedBug(
