@@ -84,9 +84,15 @@ def serve(captioner: ImageCaptioner, arguments: argparse.Namespace) -> None:
     uvicorn.Server(config).run()
 
 
+def model_file(model: Path) -> Path:
+    """The model a --model names: the file, or the model.keras a folder holds (such as models/)."""
+    return model / BEST_MODEL.name if model.is_dir() else model
+
+
 def run(arguments: argparse.Namespace) -> int:
     """Runs the chosen command; returns its exit code."""
     settings, batch_size = decoding_settings(arguments)
+    arguments.model = model_file(arguments.model)
     if arguments.command == "export":
         new_folder(arguments.out)
     if arguments.command == "predict":
@@ -148,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="folder to write (must not exist)")
     for command in (predict, serve, export):
         command.add_argument("--model", type=Path, default=BEST_MODEL,
-                             help="a model written by the train stage (default: %(default)s)")
+                             help="a model written by the train stage, or a folder holding "
+                                  f"{BEST_MODEL.name} and {BEST_MODEL.with_suffix('.json').name} "
+                                  "(default: %(default)s)")
         for flag, kind, meaning in DECODING_FLAGS:
             command.add_argument(flag, type=kind, help=f"{meaning} (default: the evaluate params "
                                  f"in {PARAMS_FILE})")

@@ -241,3 +241,18 @@ def test_a_named_path_that_is_not_a_readable_file_is_one_line(tmp_path, monkeypa
     code, output, errors = predict(monkeypatch, capsys, named, "--model", str(model))
     assert (code, output) == (1, [])
     assert errors == [f"error: {named}: {problem}"]
+
+
+def test_a_folder_given_as_the_model_is_the_model_it_holds(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path / "published")
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(tmp_path / "photo.jpg")
+    by_file = predict(monkeypatch, capsys, str(tmp_path / "photo.jpg"), "--model", str(model),
+                      "--beam-size", "1")
+    by_folder = predict(monkeypatch, capsys, str(tmp_path / "photo.jpg"), "--model",
+                        str(model.parent), "--beam-size", "1")
+    assert by_file[0] == 0 and by_folder == by_file
+    code, _, errors = predict(monkeypatch, capsys, str(tmp_path / "photo.jpg"), "--model",
+                              str(tmp_path))
+    assert code == 2
+    assert errors == [f"error: {tmp_path / 'model.keras'}: no such model (run `dvc repro train` "
+                      "first)"]
