@@ -37,8 +37,8 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     """A 16-bit greyscale image as 8-bit L, each level rounded from value / 257 (through a table,
     so no float copy of the whole image is made)."""
     levels = np.asarray(image)
-    if levels.dtype != np.uint16:
-        levels = np.clip(levels, 0, SIXTEEN_BIT_TABLE.size - 1, out=levels)
+    if levels.dtype != np.uint16:  # 32-bit "I", or big-endian 16-bit
+        levels = np.clip(levels, 0, SIXTEEN_BIT_TABLE.size - 1)
     return Image.fromarray(SIXTEEN_BIT_TABLE[levels], mode="L")
 
 
