@@ -55,10 +55,13 @@ def new_folder(out: Path) -> None:
     """Creates export's --out folder before anything is loaded; PipelineError naming the problem
     when it exists (a dangling link included) or cannot be created."""
     if os.path.lexists(out):
-        kind = f"a symbolic link to {os.readlink(out)}" if out.is_symlink() else "it"
-        raise PipelineError(f"--out {out}: already exists ({kind}); give a new folder")
-    if not out.absolute().parent.is_dir():
-        raise PipelineError(f"--out {out}: its folder {out.absolute().parent} does not exist")
+        what = f"a symbolic link to {os.readlink(out)}" if out.is_symlink() else \
+            "a folder" if out.is_dir() else "a file"
+        raise PipelineError(f"--out {out}: already exists ({what}); give a new folder")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        problem = "does not exist" if not parent.exists() else "is not a folder"
+        raise PipelineError(f"--out {out}: its folder {parent} {problem}")
     try:
         out.mkdir()
     except OSError as error:
@@ -99,12 +102,13 @@ def run(arguments: argparse.Namespace) -> int:
         from captioner.inference.predict import predict
         return predict(arguments.images, arguments.model, settings, batch_size, arguments.json,
                        arguments.attention_maps)
-    from captioner.inference.captioning import ImageCaptioner
     if arguments.command == "serve":
+        from captioner.inference.captioning import ImageCaptioner
         serve(ImageCaptioner(arguments.model, settings, batch_size), arguments)
         return 0
-    from captioner.inference.export import export
     try:
+        from captioner.inference.captioning import ImageCaptioner
+        from captioner.inference.export import export
         export(ImageCaptioner(arguments.model, settings, batch_size), arguments.out)
     except BaseException:
         shutil.rmtree(arguments.out, ignore_errors=True)

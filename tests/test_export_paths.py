@@ -25,7 +25,7 @@ def export(monkeypatch, capsys, out: str, model: str) -> tuple[int, str]:
 @pytest.mark.parametrize(("make", "problem"), [
     (lambda tmp: (tmp / "out").symlink_to(tmp / "missing"),
      "already exists (a symbolic link to {tmp}/missing); give a new folder"),
-    (lambda tmp: (tmp / "out").mkdir(), "already exists (it); give a new folder"),
+    (lambda tmp: (tmp / "out").mkdir(), "already exists (a folder); give a new folder"),
     (lambda tmp: None, None),
 ])
 def test_an_out_path_that_exists_is_refused_before_the_model_is_loaded(
@@ -46,6 +46,7 @@ def test_an_out_path_that_exists_is_refused_before_the_model_is_loaded(
 @pytest.mark.parametrize(("out", "problem"), [
     ("/proc/captioner_export", "cannot create it: No such file or directory"),
     ("/nowhere/at/all/export", "its folder /nowhere/at/all does not exist"),
+    ("/etc/hostname/export", "its folder /etc/hostname is not a folder"),
 ])
 def test_an_out_path_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, capsys, out,
                                                         problem):

@@ -256,3 +256,31 @@ def test_a_folder_given_as_the_model_is_the_model_it_holds(tmp_path, monkeypatch
     assert code == 2
     assert errors == [f"error: {tmp_path / 'model.keras'}: no such model (run `dvc repro train` "
                       "first)"]
+
+
+
+def test_a_name_with_a_newline_is_shown_on_one_line(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    os.mkfifo(photos / "two\nlines.jpg")
+    code, output, errors = predict(monkeypatch, capsys, str(photos), "--model", str(model))
+    assert (code, output) == (1, [])
+    assert errors == [f"error: {photos}/two\\nlines.jpg: a FIFO (named pipe), not a file"]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path, monkeypatch, capsys):
+    model = saved_model(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    listing = Path.iterdir
+
+    def refusing(self):  # root may list any folder, so the refusal is simulated
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", refusing)
+    code, output, errors = predict(monkeypatch, capsys, str(locked), "--model", str(model))
+    assert (code, output) == (1, [])
+    assert errors == [f"error: {locked}: cannot list it: Permission denied"]

@@ -133,6 +133,8 @@ def chunks(data: bytes, size: int = 65536):
     (lambda trained: {"data": {"caption": "x"}, "files": {"other": ("a.png", png_bytes((8, 8)))}},
      400, "no image: send it in a form field named 'file' or as the request body"),
     (lambda trained: {"content": b"/etc/hostname"}, 400, "not an image Pillow can read"),
+    (lambda trained: {"data": {"caption": "x" * 2000}, "files": {"file": ("a.png", png_bytes((8, 8)))}},
+     400, "unreadable form: Part exceeded maximum size of 1KB."),
     (lambda trained: {"files": {"file": ("big.png", b"\0" * (MAX_UPLOAD + 1))}},
      413, f"the upload is {MAX_UPLOAD + 1} bytes, more than the {MAX_UPLOAD} bytes allowed"),
     (lambda trained: {"content": b"\0" * (MAX_UPLOAD + 1)},
@@ -142,7 +144,8 @@ def chunks(data: bytes, size: int = 65536):
      413, f"the upload is over {MAX_UPLOAD} bytes, more than the {MAX_UPLOAD} bytes allowed"),
     (lambda trained: {"files": {"file": ("wide.png", png_bytes((8000, 6000)))}},
      413, "too large to decode: 8000x6000 pixels"),
-], ids=["not-an-image", "truncated", "empty", "no-file-field", "a-path", "form-over-cap",
+], ids=["not-an-image", "truncated", "empty", "no-file-field", "a-path", "long-text-field",
+        "form-over-cap",
         "body-over-cap", "stream-over-cap", "too-many-pixels"])
 def test_bad_requests_are_refused_with_a_json_error_and_serving_goes_on(
         client, trained, expected, request_arguments, status, error):
@@ -231,7 +234,9 @@ def test_images_past_max_queue_get_503_and_the_service_recovers(captioner, train
             working = pool.submit(send)  # taken by the worker, which blocks
             assert started.wait(30)
             waiting = pool.submit(send)  # waits for the worker
+            deadline = time.monotonic() + 60
             while requests.get(f"{url}/health", timeout=10).json()["waiting"] < 1:
+                assert time.monotonic() < deadline, "the second request never waited"
                 time.sleep(0.01)
             refused = send()
             assert refused.status_code == 503

@@ -59,6 +59,8 @@ def closed_after(sock: socket.socket, limit_s: float) -> tuple[float, bytes]:
     try:
         while chunk := sock.recv(65536):
             received += chunk
+    except ConnectionResetError:
+        pass  # closed with data unread on one side: a reset
     except TimeoutError:
         raise AssertionError(f"still open after {limit_s} s; received {received[:80]!r}") from None
     finally:
@@ -91,8 +93,7 @@ def test_an_idle_keep_alive_connection_is_closed_at_the_deadline(url):
     for _ in range(3):
         sock.sendall(b"G")
         time.sleep(DEADLINE_S / 4)
-    seconds, _ = closed_after(sock, DEADLINE_S + SLACK_S)
-    assert seconds < DEADLINE_S + SLACK_S
+    closed_after(sock, DEADLINE_S + SLACK_S)
 
 
 def test_a_body_that_stalls_is_answered_408_and_closed(url):
@@ -129,16 +130,24 @@ def test_a_refusal_of_a_whole_request_closes_the_connection_with_the_answer(url)
     assert seconds < DEADLINE_S
 
 
-def test_stalled_connections_past_the_cap_are_closed_and_a_good_request_is_answered(captioner):
+@pytest.mark.parametrize("stall", [b"POST /caption HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                                   b"POST /caption HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   b"Content-Type: image/png\r\nContent-Length: 100000\r\n\r\n\x89PNG"],
+                         ids=["in-headers", "in-body"])
+def test_stalled_connections_past_the_cap_are_closed_and_a_good_request_is_answered(captioner,
+                                                                                    stall):
     # 120 stalled clients against a cap of 40, the deadline out of reach: the cap makes room.
     limits = ServiceLimits(client_timeout_s=60, max_connections=40)
     with serving(captioner, limits) as base:
-        stalled = [connect(base) for _ in range(120)]
-        for sock in stalled:
-            sock.sendall(b"POST /caption HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        stalled = []
+        for _ in range(120):
+            stalled.append(connect(base))
+            stalled[-1].sendall(stall)
+        time.sleep(0.5)
         started = time.monotonic()
         answer = requests.get(f"{base}/health", timeout=10)
-        assert answer.status_code == 200 and time.monotonic() - started < 1.0
+        # Under a second on an idle machine (benchmarks/abuse.py); the tests allow for load.
+        assert answer.status_code == 200 and time.monotonic() - started < 5
         open_now = 0
         for sock in stalled:
             sock.setblocking(False)
@@ -151,6 +160,33 @@ def test_stalled_connections_past_the_cap_are_closed_and_a_good_request_is_answe
             finally:
                 sock.close()
     assert 0 < open_now < 40
+
+
+def test_a_client_sending_far_ahead_of_its_answers_is_cut_off(url):
+    sock = connect(url)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ahead = request_head(url, "GET", "/page/page.js") * 4000  # about 250 KB, never read
+    sock.settimeout(10)
+    try:
+        sock.sendall(ahead)
+    except OSError:
+        pass  # cut off while sending
+    closed_after(sock, DEADLINE_S + SLACK_S)
+    assert requests.get(f"{url}/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    ("GET /health HTTP/1.1\r\nHost: rebound.example\r\n\r\n", b"400"),
+    ("GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"404"),
+    ("POST /caption HTTP/1.1\r\nHost: {host}\r\nOrigin: http://elsewhere.example\r\n"
+     "Content-Length: 0\r\n\r\n", b"403"),
+], ids=["foreign-host", "not-found", "cross-origin"])
+def test_a_refused_request_that_arrived_whole_closes_its_connection(url, head, status):
+    sock = connect(url)
+    sock.sendall(head.format(host=url.removeprefix("http://")).encode())
+    seconds, received = closed_after(sock, SLACK_S)
+    assert received.startswith(b"HTTP/1.1 " + status) and b"connection: close" in received.lower()
+    assert seconds < DEADLINE_S
 
 
 def test_decoding_runs_on_the_decoders_only_and_waiting_uploads_count_against_the_queue(
@@ -178,12 +214,15 @@ def test_decoding_runs_on_the_decoders_only_and_waiting_uploads_count_against_th
             return requests.post(f"{base}/caption", timeout=60,
                                  files={"file": (path.name, path.read_bytes())})
         admitted = [pool.submit(send) for _ in range(3)]
+        deadline = time.monotonic() + 60
         while requests.get(f"{base}/health", timeout=10).json()["admitted"] < 3:
+            assert time.monotonic() < deadline, "the three requests were never admitted"
             time.sleep(0.01)
         refused = send()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         release.set()
         assert [future.result().status_code for future in admitted] == [200] * 3
+        assert requests.get(f"{base}/health", timeout=10).json()["admitted"] == 0
     assert most[0] == 1
 
 
@@ -223,7 +262,8 @@ def test_uploads_still_arriving_do_not_take_the_queue_from_a_whole_image(caption
 
 @pytest.mark.parametrize(("host", "status"), [
     ("evil.example", 400), ("evil.example:{port}", 400), ("127.0.0.1.evil.example", 400),
-    ("localhost:{port}", 200), ("127.0.0.1:{port}", 200)])
+    ("localhost.:{port}", 400), ("localhost:{port}", 200), ("LocalHost:{port}", 200),
+    ("127.0.0.1:{port}", 200), ("[::1]:{port}", 200)])
 def test_only_the_services_own_host_names_are_answered(url, host, status):
     port = url.rsplit(":", 1)[1]
     answer = requests.get(f"{url}/health", headers={"Host": host.format(port=port)}, timeout=10)
@@ -253,21 +293,22 @@ def test_every_answer_carries_a_policy_that_allows_only_the_service_itself(url):
 
 
 def test_the_host_names_follow_the_listening_address():
-    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
+    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "[::1]", "localhost"]
+    assert allowed_hosts("::1") == ["127.0.0.1", "[::1]", "localhost"]
     assert allowed_hosts("10.1.2.3", ["captions.lan"]) == ["10.1.2.3", "captions.lan"]
     assert {"localhost", socket.gethostname().lower()} <= set(allowed_hosts("0.0.0.0"))
 
 
 def test_a_connection_cap_beyond_the_open_file_limit_is_one_line(monkeypatch):
     monkeypatch.setattr(connections.resource, "getrlimit", lambda kind: (1024, 1024))
-    with pytest.raises(PipelineError, match=r"^--max-connections 5000: needs 5256 open files, "
+    with pytest.raises(PipelineError, match=r"^--max-connections 5000: needs 10256 open files, "
                                             r"more than this process may open \(1024\); give at "
-                                            r"most 768$"):
+                                            r"most 384$"):
         reserve_descriptors(5000)
 
 
-# Decodes 8 large RGBA PNGs on 2 threads in a Python of its own, after return_freed_images or
-# not, and prints the resident memory it kept, over its size before, as a share of the peak rise.
+# Decodes 8 large RGBA PNGs on 2 threads in a Python of its own after return_freed_images, and
+# prints the resident memory it kept, over its size before, as a share of the peak rise.
 KEPT_AFTER_DECODING = """
 import io, sys
 from concurrent.futures import ThreadPoolExecutor
@@ -280,8 +321,7 @@ def memory(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status")
                 if line.startswith(field))
 
-if sys.argv[1] == "fixed":
-    return_freed_images()
+return_freed_images()
 pixels = np.zeros((3000, 3000, 4), np.uint8)
 pixels[..., 0], pixels[..., 3] = np.arange(3000)[None, :] % 256, 128
 buffer = io.BytesIO()
@@ -297,6 +337,6 @@ print((memory("VmRSS:") - before) / (memory("VmHWM:") - before))
 
 
 def test_decoded_images_give_their_memory_back():
-    kept = float(subprocess.run([sys.executable, "-c", KEPT_AFTER_DECODING, "fixed"],
+    kept = float(subprocess.run([sys.executable, "-c", KEPT_AFTER_DECODING],
                                 capture_output=True, text=True, check=True).stdout)
     assert kept < 0.2

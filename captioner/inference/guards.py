@@ -30,14 +30,15 @@ SECURITY_HEADERS = {
 
 def allowed_hosts(listen_host: str, names: Iterable[str] = ()) -> list[str]:
     """The Host names the service answers to: the address it listens on and the given names; on a
-    loopback or wildcard address also the loopback names, and on a wildcard this machine's name."""
+    loopback or wildcard address also the loopback names, and on a wildcard this machine's name.
+    IPv6 addresses are bracketed, as a Host header writes them."""
     hosts = {listen_host, *names}
     if listen_host in LOOPBACK_NAMES or listen_host in WILDCARD_ADDRESSES or \
             listen_host.startswith("127."):
         hosts.update(LOOPBACK_NAMES)
     if listen_host in WILDCARD_ADDRESSES:
         hosts.update({socket.gethostname(), socket.getfqdn()})
-    return sorted(host.lower() for host in hosts if host)
+    return sorted(f"[{host}]" if ":" in host else host.lower() for host in hosts if host)
 
 
 class SameOriginGuard:
@@ -59,8 +60,8 @@ class SameOriginGuard:
 
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        own = f"{scope['scheme']}://{headers.get('host', '')}"
-        if scope["method"] not in SAFE_METHODS and origin is not None and origin != own:
+        own = f"{scope['scheme']}://{headers.get('host', '')}".lower()
+        if scope["method"] not in SAFE_METHODS and origin is not None and origin.lower() != own:
             refusal = JSONResponse({"error": f"a request from {origin} (another origin) is refused"},
                                    status_code=403)
             await refusal(scope, receive, secured)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from captioner.inputs.pixels import load_pixels
 from captioner.model.attention_maps import attended_captions, attention_figure
 from captioner.model.network import reads_regions
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # What a path is, by its stat mode, when it is not a regular file.
-NOT_FILES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe), not a file",
+NOT_FILES = {stat.S_IFIFO: "a FIFO (named pipe), not a file",
              stat.S_IFCHR: "a device, not a file", stat.S_IFBLK: "a device, not a file",
              stat.S_IFSOCK: "a socket, not a file"}
 
@@ -61,6 +63,11 @@ def not_a_file(path: Path) -> str | None:
     return None
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as one line shows it: control characters (a newline in a file name) escaped."""
+    return CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], str(path))
+
+
 def image_files(arguments: list[str]) -> ImageFiles:
     """The given files and the files of the given folders (sorted; hidden ones and sub-folders
     skipped), each entry that is not a readable file set aside with the reason."""
@@ -68,12 +75,17 @@ def image_files(arguments: list[str]) -> ImageFiles:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            for entry in sorted(path.iterdir()):
+            try:
+                entries = sorted(path.iterdir())
+            except OSError as error:
+                found.errors.append((shown_path(path), f"cannot list it: {error.strerror}"))
+                continue
+            for entry in entries:
                 if entry.name.startswith("."):
-                    found.skipped.append((str(entry), "a hidden file"))
+                    found.skipped.append((shown_path(entry), "a hidden file"))
                 elif entry.is_dir():
-                    found.skipped.append((str(entry), "a folder (predict looks only at the files "
-                                                      "of the folders it is given)"))
+                    found.skipped.append((shown_path(entry), "a folder (predict looks only at the "
+                                                             "files of the folders it is given)"))
                 else:
                     _add(found, entry)
         else:
@@ -85,7 +97,7 @@ def _add(found: ImageFiles, path: Path) -> None:
     if (shown := undecodable_name(str(path))) is not None:
         found.errors.append((shown, "the file name is not UTF-8; rename it"))
     elif (reason := not_a_file(path)) is not None:
-        found.errors.append((str(path), reason))
+        found.errors.append((shown_path(path), reason))
     else:
         found.paths.append(path)
 
@@ -123,7 +135,7 @@ def predict(images: list[str], model_path: Path, settings: DecodingSettings, bat
     found = image_files(images)
     extraction = captioner.extractor.extract(found.paths)
     captions = captioner.caption_features(extraction.features)
-    results = [{"image": str(path), "caption": caption.caption}
+    results = [{"image": str(path) if as_json else shown_path(path), "caption": caption.caption}
                for path, caption in zip(extraction.paths, captions, strict=True)]
     if attention_maps is not None:
         figures = write_attention_maps(captioner, extraction.paths, extraction.features,
@@ -132,7 +144,8 @@ def predict(images: list[str], model_path: Path, settings: DecodingSettings, bat
             result["attention_map"] = figure
     for path, reason in found.skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
-    for path, reason in [*found.errors, *extraction.bad]:
+    bad = [(shown_path(path), reason) for path, reason in extraction.bad]
+    for path, reason in [*found.errors, *bad]:
         print(f"error: {path}: {reason}", file=sys.stderr)
     if as_json:
         print(json.dumps(results, indent=2))

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
-from captioner.inference.connections import deadline_protocol
+from captioner.inference.connections import CloseAfterRefusal, deadline_protocol
 from captioner.inference.guards import SameOriginGuard, allowed_hosts
 from captioner.inference.limits import ServiceLimits
-from captioner.inference.uploads import UploadError, image_pixels, uploaded_image
+from captioner.inference.uploads import FILE_FIELD, UploadError, image_pixels, uploaded_image
 
 PAGE = Path(__file__).parent / "page"
+RETRY_AFTER = {"Retry-After": "1"}
 # glibc's mallopt parameter for the size from which blocks are mapped on their own.
 M_MMAP_THRESHOLD = -3
 
@@ -46,7 +47,7 @@ class _Work:
 
     decoders: ThreadPoolExecutor
     batcher: MicroBatcher
-    admitted: int = field(default=0)
+    admitted: int = 0
 
 
 def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
@@ -70,12 +71,13 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
     app = FastAPI(title="captioner", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     app.add_middleware(SameOriginGuard)
+    app.add_middleware(CloseAfterRefusal)
     app.mount("/page", StaticFiles(directory=PAGE), name="page")
 
     @app.exception_handler(UploadError)
     async def refused(_: Request, error: UploadError) -> JSONResponse:
         return JSONResponse({"error": error.problem}, status_code=error.status,
-                            headers={"Connection": "close"} if error.received else None)
+                            headers=RETRY_AFTER if error.status == 503 else None)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -94,26 +96,25 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
         """Captions one image: a multipart form's `file` field, or the raw request body."""
         started = time.perf_counter()
         work = state["work"]
-        with work.batcher.arriving():
-            async with uploaded_image(request, limits.max_upload_bytes,
-                                      limits.client_timeout_s) as upload:
-                if work.admitted >= limits.max_queue:
-                    return JSONResponse(
-                        {"error": f"busy: {work.admitted} images are waiting or being captioned; "
-                                  "try again"},
-                        status_code=503, headers={"Retry-After": "1", "Connection": "close"})
-                work.admitted += 1
-                try:
-                    pixels = await asyncio.wrap_future(work.decoders.submit(image_pixels, upload))
-                    future = work.batcher.submit(pixels)
-                except BaseException:
-                    work.admitted -= 1
-                    raise
+        admitted = False
         try:
+            with work.batcher.arriving():
+                async with uploaded_image(request, limits.max_upload_bytes,
+                                          limits.client_timeout_s) as upload:
+                    if work.admitted >= limits.max_queue:
+                        return JSONResponse(
+                            {"error": f"busy: {work.admitted} images are waiting or being "
+                                      "captioned; try again"}, status_code=503, headers=RETRY_AFTER)
+                    work.admitted += 1
+                    admitted = True
+                    name = upload.filename or FILE_FIELD
+                    pixels = await asyncio.wrap_future(work.decoders.submit(image_pixels, upload))
+                future = work.batcher.submit(pixels)
             result = await asyncio.wrap_future(future)
         finally:
-            work.admitted -= 1
-        return JSONResponse({"image": upload.filename, "caption": result.caption,
+            if admitted:
+                work.admitted -= 1
+        return JSONResponse({"image": name, "caption": result.caption,
                              "alternatives": result.alternatives, "model": captioner.identity,
                              "seconds": round(time.perf_counter() - started, 4)})
 
@@ -126,7 +127,7 @@ def server_config(captioner: ImageCaptioner, limits: ServiceLimits, host: str, p
     guards.allowed_hosts, with the connection deadlines and cap of `limits`."""
     return uvicorn.Config(
         create_app(captioner, limits, allowed_hosts(host, names)), host=host, port=port,
-        http=deadline_protocol(limits.client_timeout_s, limits.max_connections),
+        http=deadline_protocol(limits.client_timeout_s, limits.max_connections), ws="none",
         log_level="warning", access_log=False)
 
 

@@ -26,6 +26,8 @@ FORM_OVERHEAD = 64 * 1024
 FILE_FIELD = "file"
 # The most of an upload held in memory; the rest goes to a temporary file.
 SPOOL_BYTES = 256 * 1024
+# The largest text field of a form (held in memory; the page sends none).
+MAX_FIELD_BYTES = 1024
 
 
 class _FormParser(MultiPartParser):
@@ -33,18 +35,15 @@ class _FormParser(MultiPartParser):
 
 
 class UploadError(Exception):
-    """A request the service refuses: the HTTP status, the problem, and whether the whole request
-    had been received (then the answer closes the connection; otherwise the server lets it
-    linger briefly so that the client reads the answer)."""
+    """A request the service refuses: the HTTP status and the problem."""
 
-    def __init__(self, status: int, problem: str, received: bool = False) -> None:
+    def __init__(self, status: int, problem: str) -> None:
         super().__init__(problem)
-        self.status, self.problem, self.received = status, problem, received
+        self.status, self.problem = status, problem
 
 
-def _too_large(size: str, max_bytes: int, received: bool = False) -> UploadError:
-    return UploadError(413, f"the upload is {size}, more than the {max_bytes} bytes allowed",
-                       received)
+def _too_large(size: str, max_bytes: int) -> UploadError:
+    return UploadError(413, f"the upload is {size}, more than the {max_bytes} bytes allowed")
 
 
 async def _capped(request: Request, limit: int, max_bytes: int) -> AsyncGenerator[bytes, None]:
@@ -57,7 +56,7 @@ async def _capped(request: Request, limit: int, max_bytes: int) -> AsyncGenerato
 
 
 async def _received(request: Request, max_bytes: int) -> UploadFile:
-    is_form = request.headers.get("content-type", "").startswith("multipart/form-data")
+    is_form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
     limit = max_bytes + FORM_OVERHEAD if is_form else max_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -74,14 +73,15 @@ async def _received(request: Request, max_bytes: int) -> UploadFile:
             raise
         return body
     try:
-        form = await _FormParser(request.headers, stream, max_files=1, max_fields=8).parse()
+        form = await _FormParser(request.headers, stream, max_files=1, max_fields=8,
+                                 max_part_size=MAX_FIELD_BYTES).parse()
     except MultiPartException as error:
         raise UploadError(400, f"unreadable form: {error.message}") from None
     upload = form.get(FILE_FIELD)
     if not isinstance(upload, UploadFile):
         await form.close()
         raise UploadError(400, f"no image: send it in a form field named {FILE_FIELD!r} or as the "
-                               "request body", received=True)
+                               "request body")
     return upload
 
 
@@ -99,11 +99,13 @@ async def uploaded_image(request: Request, max_bytes: int,
         raise UploadError(408, f"the upload did not arrive within {timeout_s:g} s") from None
     except ClientDisconnect:
         raise UploadError(400, "the client left before the upload ended") from None
+    except OSError as error:  # no descriptor or disk space left for the spooled file
+        raise UploadError(503, f"cannot take an upload now ({error.strerror}); try again") from None
     try:
         if not upload.size:
-            raise UploadError(400, "the upload is empty", received=True)
+            raise UploadError(400, "the upload is empty")
         if upload.size > max_bytes:
-            raise _too_large(f"{upload.size} bytes", max_bytes, received=True)
+            raise _too_large(f"{upload.size} bytes", max_bytes)
         await upload.seek(0)
         yield upload
     finally:
@@ -116,6 +118,6 @@ def image_pixels(upload: UploadFile) -> np.ndarray:
     try:
         return load_pixels(upload.file)
     except ImageTooLarge as error:
-        raise UploadError(413, str(error), received=True) from None
+        raise UploadError(413, str(error)) from None
     except BadImage as error:
-        raise UploadError(400, str(error), received=True) from None
+        raise UploadError(400, str(error)) from None
