@@ -19,7 +19,6 @@ import io
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +33,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.server_process import resident_mb, served  # noqa: E402
 from tests.helpers.network import free_port  # noqa: E402
 
 SIDE = 6000
@@ -42,14 +42,6 @@ IDLE = 2000
 HUGE_UPLOADS = 100
 HUGE_BYTES = 19 * 1024 * 1024
 OVER_CAP_BYTES = 25 * 1024 * 1024
-
-
-def resident_mb(pid: int) -> float:
-    """A process's resident memory (VmRSS), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class PeakMemory:
@@ -207,7 +199,7 @@ def refused_whole_upload(port: int, wait_s: float) -> dict:
     return {"status": status, "closed_s": all_closed_after([sock], wait_s)}
 
 
-def foreign(url: str, port: int) -> dict:
+def foreign(url: str) -> dict:
     host = requests.get(f"{url}/health", headers={"Host": "rebound.example"}, timeout=10)
     origin = requests.post(f"{url}/caption", headers={"Origin": "http://elsewhere.example"},
                            files={"file": ("good.jpg", good_image())}, timeout=30)
@@ -226,20 +218,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as spool:
         environment = {**os.environ, "TMPDIR": spool, "PYTHONPATH": str(arguments.code)}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "captioner", "serve", "--port", str(port), "--model",
-             str(arguments.model.resolve()), "--beam-size", "3", "--length-penalty", "1",
-             "--max-length", "30"],
-            cwd=spool, env=environment, stdout=subprocess.DEVNULL)
-        try:
-            while True:
-                try:
-                    requests.get(f"{url}/health", timeout=5)
-                    break
-                except requests.ConnectionError:
-                    if server.poll() is not None:
-                        raise SystemExit("the server stopped before it served") from None
-                    time.sleep(0.5)
+        flags = ["--model", str(arguments.model.resolve()), "--beam-size", "3",
+                 "--length-penalty", "1", "--max-length", "30"]
+        with served(port, flags, cwd=spool, env=environment) as server:
             good_latency(url)  # traced once
             idle_mb = resident_mb(server.pid)
             figures = {"idle_mb": idle_mb, "good_alone_s": good_latency(url)[0]}
@@ -250,11 +231,8 @@ def main() -> None:
             figures["idle_sockets"] = idle_sockets(port, url, arguments.wait)
             figures["huge_stalled"] = huge_stalled_uploads(port, server.pid, arguments.wait)
             figures["refused_whole"] = refused_whole_upload(port, arguments.wait)
-            figures.update(foreign(url, port))
+            figures.update(foreign(url))
             figures["after_mb"] = resident_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(30)
     print_table(figures, arguments.wait)
     print(json.dumps(figures))
 

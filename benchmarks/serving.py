@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,18 +30,11 @@ from captioner.core import quiet_start  # noqa: E402
 
 quiet_start.install()
 
+from benchmarks.server_process import resident_mb, served  # noqa: E402
 from captioner.core import params, paths  # noqa: E402
 from captioner.core.files import read_jsonl  # noqa: E402
 from captioner.inference.captioning import ImageCaptioner  # noqa: E402
 from tests.helpers.network import free_port  # noqa: E402
-
-
-def resident_mb(pid: int) -> float:
-    """A process's resident memory (VmRSS), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def offline_rate(images: list[Path]) -> float:
@@ -105,19 +97,8 @@ def main() -> None:
     print(f"offline (CNN + beam search, {len(images)} images): {offline:.1f} images/s", flush=True)
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "captioner", "serve", "--port", str(port),
-                               "--batch-window-ms", str(arguments.batch_window_ms)],
-                              stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                requests.get(f"{url}/health", timeout=5)
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None:
-                    raise SystemExit("the server stopped before it served") from None
-                time.sleep(0.5)
+    with served(port, ["--batch-window-ms", str(arguments.batch_window_ms)]) as server:
         load(url, images[:8], 1, 8)  # traced once
         print("| clients | images/s | × offline | p50 s | p95 s | errors |")
         print("|---|---|---|---|---|---|")
@@ -133,9 +114,6 @@ def main() -> None:
         print(f"server memory at {most} clients: {after_100:.0f} MB after 100 requests, "
               f"{resident_mb(server.pid):.0f} MB after {arguments.memory_requests} "
               f"({figures['errors']} errors)")
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":
