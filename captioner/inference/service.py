@@ -102,9 +102,8 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
                 async with uploaded_image(request, limits.max_upload_bytes,
                                           limits.client_timeout_s) as upload:
                     if work.admitted >= limits.max_queue:
-                        return JSONResponse(
-                            {"error": f"busy: {work.admitted} images are waiting or being "
-                                      "captioned; try again"}, status_code=503, headers=RETRY_AFTER)
+                        raise UploadError(503, f"busy: {work.admitted} images are waiting or being "
+                                               "captioned; try again")
                     work.admitted += 1
                     admitted = True
                     name = upload.filename or FILE_FIELD
