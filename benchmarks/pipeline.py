@@ -45,7 +45,7 @@ from captioner.core.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
 STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate")
-SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+SCORES = ("bleu_1", "bleu_2", "bleu_3", "bleu4", "meteor", "rouge_l", "cider")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,7 @@ def measure(project: Path, logs: Path, seed_seconds: float) -> dict[str, Any]:
         "references_per_image": sorted({len(record["captions"]) for record in test}),
         "train_tokens_per_s": stage_speed(project, "train", "train_tokens_per_s"),
         "features_images_per_s": stage_speed(project, "extract_features", "images_per_s"),
-        "beam_size": evaluation["beam_size"],
+        "beam_size": params.load(params.EvaluateParams, project / paths.PARAMS_FILE).beam_size,
         "decode_images_per_s": stage_speed(project, "evaluate", "decode_images_per_s"),
         **in_process_speeds(project, seed_seconds),
         "seed_scheme_seconds": seed_seconds,

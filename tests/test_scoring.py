@@ -17,6 +17,7 @@ from captioner.core.text import clean
 from captioner.model import java_scorers
 from captioner.model.java_scorers import java, ptb_tokenize
 from captioner.model.scoring import CiderD, diversity, score_captions, validation_scores
+from captioner.reporting.evaluation import metric_names
 
 REFERENCES = {
     "1.jpg": ["A dog runs across the grass.", "A brown dog, running on a lawn!"],
@@ -140,3 +141,13 @@ def test_cider_d_clips_repeated_words_to_their_count_in_the_references():
     reward = CiderD(CORPUS)
     assert reward.score(repeated, 0) == pytest.approx(expected[0], rel=1e-9)
     assert reward.score(repeated, 0) < reward.score(plain, 0)
+
+
+def test_eval_json_names_put_bleu4_first_in_file_order_and_in_alphabetical_order():
+    # dvc exp show lists a file's keys in order, dvc metrics show and diff alphabetically.
+    scores = {"bleu1": 0.6, "bleu2": 0.4, "bleu3": 0.3, "bleu4": 0.2, "cider": 0.5, "meteor": 0.2,
+              "rouge_l": 0.4}
+    named = metric_names(scores)
+    assert list(named)[:3] == ["bleu4", "cider", "meteor"]
+    assert sorted(named)[0] == "bleu4"
+    assert sorted(named.values()) == sorted(scores.values())
