@@ -1,8 +1,9 @@
 """Command line: `python -m captioner predict|serve|export` use a trained model.
 
 predict captions image files, serve runs the caption service and its page, export writes a
-TensorFlow SavedModel. All three decode with the evaluate params of the project in the current
-folder, unless flags say otherwise.
+TensorFlow SavedModel. All three decode as a published model's card says (the folder `dvc artifacts
+get` writes), or else with the evaluate params of the project in the current folder, unless flags
+say otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from captioner.core import params
 from captioner.core.errors import PipelineError
 from captioner.core.paths import BEST_MODEL, PARAMS_FILE
 from captioner.inference.limits import ServiceLimits
+from captioner.inference.model_card import CARD_JSON, decoding_of, read_card
 
 if TYPE_CHECKING:
     from captioner.inference.captioning import ImageCaptioner
@@ -33,22 +35,30 @@ DECODING_FLAGS = (("--beam-size", int, "1 is greedy"),
 
 
 def decoding_settings(arguments: argparse.Namespace) -> tuple[params.DecodingSettings, int]:
-    """The decoding settings and batch size of the evaluate params of the project in the current
-    folder, the settings overridden by the given flags.
+    """The decoding settings of a published model's card (those its scores were measured with),
+    or else the evaluate params of the project in the current folder, overridden by the given
+    flags; with the batch size of those params.
 
-    Without a params.yaml here, all three decoding flags must be given.
+    Without a card or a params.yaml here, all three decoding flags must be given.
     """
     flags = {"beam_size": arguments.beam_size, "length_penalty": arguments.length_penalty,
              "max_length": arguments.max_length}
     given = {key: value for key, value in flags.items() if value is not None}
-    if PARAMS_FILE.is_file():
-        evaluate = params.load(params.EvaluateParams)
-        return dataclasses.replace(evaluate.decoding, **given), evaluate.batch_size
-    if len(given) < len(flags):
+    card = read_card(arguments.model)
+    evaluate = params.load(params.EvaluateParams) if PARAMS_FILE.is_file() else None
+    batch_size = evaluate.batch_size if evaluate else params.DECODE_BATCH_SIZE
+    if card is not None:
+        settings = decoding_of(card, arguments.model.parent / CARD_JSON)
+    elif evaluate is not None:
+        settings = evaluate.decoding
+    elif len(given) < len(flags):
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run in the project "
-                            "folder (it decodes as the evaluate stage does) or give --beam-size, "
+                            "folder (it decodes as the evaluate stage does), give a published "
+                            "model (its card says how it decodes) or give --beam-size, "
                             "--length-penalty and --max-length")
-    return params.DecodingSettings(**given), params.DECODE_BATCH_SIZE
+    else:
+        return params.DecodingSettings(**given), batch_size
+    return dataclasses.replace(settings, **given), batch_size
 
 
 def new_folder(out: Path) -> None:
@@ -94,8 +104,8 @@ def model_file(model: Path) -> Path:
 
 def run(arguments: argparse.Namespace) -> int:
     """Runs the chosen command; returns its exit code."""
-    settings, batch_size = decoding_settings(arguments)
     arguments.model = model_file(arguments.model)
+    settings, batch_size = decoding_settings(arguments)
     if arguments.command == "export":
         new_folder(arguments.out)
     if arguments.command == "predict":
@@ -160,10 +170,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--model", type=Path, default=BEST_MODEL,
                              help="a model written by the train stage, or a folder holding "
                                   f"{BEST_MODEL.name} and {BEST_MODEL.with_suffix('.json').name} "
+                                  "(published/, or one `dvc artifacts get` wrote) "
                                   "(default: %(default)s)")
         for flag, kind, meaning in DECODING_FLAGS:
-            command.add_argument(flag, type=kind, help=f"{meaning} (default: the evaluate params "
-                                 f"in {PARAMS_FILE})")
+            command.add_argument(flag, type=kind, help=f"{meaning} (default: the model card's, "
+                                 f"else the evaluate params in {PARAMS_FILE})")
     return top
 
 

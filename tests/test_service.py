@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import shutil
 import tempfile
 import threading
 import time
@@ -20,8 +22,10 @@ from PIL import Image
 from captioner.inference.batching import MicroBatcher
 from captioner.inference.captioning import ImageCaptioner
 from captioner.inference.limits import ServiceLimits
+from captioner.inference.model_card import CARD_JSON, file_md5
 from captioner.inference.service import PAGE, create_app
 from captioner.inference.uploads import SPOOL_BYTES
+from captioner.model.artifacts import model_info_path
 from tests.helpers.datasets import CORRUPT_BYTES, draw, jpeg_bytes
 from tests.helpers.serving import SETTINGS, predicted, serving, trained_model
 
@@ -96,6 +100,25 @@ def test_health_names_the_model_and_its_decoding(client, trained):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model"]["path"] == str(trained[0])
     assert body["decoding"] == {"beam_size": 3, "max_length": 8, "length_penalty": 0.5}
+
+
+def test_model_gives_a_published_model_s_card_and_404_for_a_model_without_one(client, trained,
+                                                                              tmp_path):
+    missing = client.get("/model")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": f"{trained[0]} has no model card: it is published with "
+                                       "one by `dvc repro publish`"}
+    card = {"headline": {"text": "BLEU-4 0.228 on 1,000 test images · published 2026-12-07"},
+            "model": {"file": trained[0].name, "md5": file_md5(trained[0]),
+                      "decoding": {"beam_size": 3, "max_length": 8, "length_penalty": 0.5}}}
+    published = tmp_path / "published"
+    published.mkdir()
+    for path in (trained[0], model_info_path(trained[0])):
+        shutil.copyfile(path, published / path.name)
+    (published / CARD_JSON).write_text(json.dumps(card))
+    captioner = ImageCaptioner(published / trained[0].name, SETTINGS)
+    with TestClient(create_app(captioner, ServiceLimits()), base_url=BASE_URL) as published_client:
+        assert published_client.get("/model").json() == card
 
 
 def test_the_page_and_its_files_are_served_and_fetch_nothing_from_elsewhere(client):

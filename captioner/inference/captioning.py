@@ -3,7 +3,6 @@ loaded once and used by predict, the service and the export alike."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +11,11 @@ import numpy as np
 from captioner.core.errors import PipelineError
 from captioner.core.params import DECODE_BATCH_SIZE, DecodingSettings
 from captioner.core.text import decode
+from captioner.inference.model_card import file_md5, read_card
 from captioner.inputs.features import FeatureExtractor
 from captioner.model.artifacts import CaptionModel, load_model, model_info_path
 from captioner.model.decoding import Decoder
 from captioner.model.network import reads_regions
-
-HASH_CHUNK = 1 << 20
 
 
 def cnn_shape(count: int, batch_size: int) -> int:
@@ -53,17 +51,9 @@ def model_extractor(trained: CaptionModel, model_path: Path) -> FeatureExtractor
     return extractor
 
 
-def file_md5(path: Path) -> str:
-    """The file's MD5, the hash DVC records for a file output."""
-    digest = hashlib.md5()
-    with path.open("rb") as file:
-        while chunk := file.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ImageCaptioner:
-    """A trained model with its CNN, decoding with the given settings, `batch_size` images at once."""
+    """A trained model with its CNN, decoding with the given settings, `batch_size` images at once;
+    `card` is the model card published beside it (None for the train stage's models/)."""
 
     def __init__(self, model_path: Path, settings: DecodingSettings,
                  batch_size: int = DECODE_BATCH_SIZE) -> None:
@@ -72,6 +62,7 @@ class ImageCaptioner:
         self.decoder = Decoder.from_model(self.trained.model)
         self.settings, self.batch_size = settings, batch_size
         self.identity = {"path": str(model_path), "md5": file_md5(model_path)}
+        self.card = read_card(model_path, self.identity["md5"])
 
     def caption_features(self, features: np.ndarray) -> list[Caption]:
         """The captions of images given by their CNN features."""

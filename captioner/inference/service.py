@@ -2,12 +2,13 @@
 
 POST /caption takes one image (a multipart form's `file` field, or the raw body) and answers with
 its caption, the beam's alternatives, the model's identity and the time taken; GET /health says
-the service is up; GET / is a page that captions dropped or picked photos, with nothing fetched
-from outside this package. It answers only to its own Host names and, for POSTs, its own Origin
-(guards.py). Uploads are read within the connection deadlines and cap (connections.py) into
-spooled files; a received image is admitted while fewer than ServiceLimits.max_queue wait for a
-decoder, are decoded or wait for their caption (503 past it); a pool of ServiceLimits.decoders
-threads decodes, which bounds decoding's memory; captions come in micro-batches.
+the service is up; GET /model gives a published model's card; GET / is a page that captions dropped
+or picked photos, with nothing fetched from outside this package. It answers only to its own Host
+names and, for POSTs, its own Origin (guards.py). Uploads are read within the connection deadlines
+and cap (connections.py) into spooled files; a received image is admitted while fewer than
+ServiceLimits.max_queue wait for a decoder, are decoded or wait for their caption (503 past it); a
+pool of ServiceLimits.decoders threads decodes, which bounds decoding's memory; captions come in
+micro-batches.
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ def create_app(captioner: ImageCaptioner, limits: ServiceLimits,
         work = state["work"]
         return {"status": "ok", "model": captioner.identity, "admitted": work.admitted,
                 "waiting": work.batcher.waiting(), "decoding": asdict(captioner.settings)}
+
+    @app.get("/model")
+    async def model() -> JSONResponse:
+        """The model card published with the model (docs/sharing.md); 404 for a model that has
+        none (the train stage's models/)."""
+        if captioner.card is None:
+            return JSONResponse({"error": f"{captioner.identity['path']} has no model card: it "
+                                          "is published with one by `dvc repro publish`"},
+                                status_code=404)
+        return JSONResponse(captioner.card)
 
     @app.post("/caption")
     async def caption(request: Request) -> JSONResponse:

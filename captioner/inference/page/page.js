@@ -61,8 +61,19 @@ drop.addEventListener("drop", (event) => {
   captionAll(event.dataTransfer.files);
 });
 
-fetch("/health").then((response) => response.json()).then((health) => {
+// The model and its decoding; a published model's headline (its card), with a note when the
+// service decodes otherwise than its scores were measured.
+const json = (response) => (response.ok ? response.json() : null);
+Promise.all([fetch("/health").then(json), fetch("/model").then(json)]).then(([health, card]) => {
   const decoding = health.decoding;
   document.getElementById("model").textContent =
     `model ${health.model.path} (md5 ${health.model.md5.slice(0, 8)}), beam ${decoding.beam_size}`;
+  if (card === null) return;
+  const measured = card.model.decoding;
+  const same = Object.keys(measured).every((key) => measured[key] === decoding[key]);
+  const headline = document.getElementById("headline");
+  headline.textContent = card.headline.text + (same ? "" :
+    ` (measured with beam ${measured.beam_size}, length penalty ${measured.length_penalty}, ` +
+    `at most ${measured.max_length} words; served otherwise)`);
+  headline.hidden = false;
 });
