@@ -44,7 +44,8 @@ from captioner.core.errors import PipelineError, run_stage  # noqa: E402
 from captioner.core.files import read_json, read_jsonl  # noqa: E402
 
 ARCHIVES = ROOT.parent / "shared/flickr8k"
-STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate")
+STAGES = ("download", "tokenize", "pretrained", "embed", "extract_features", "train", "evaluate",
+          "publish")
 SCORES = ("bleu_1", "bleu_2", "bleu_3", "bleu4", "meteor", "rouge_l", "cider")
 
 

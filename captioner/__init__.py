@@ -8,7 +8,8 @@
 - `training`: the `train` stage's: the training loop, self-critical training, ensembles, resuming.
 - `reporting`: the `evaluate` stage's report, epoch table and sample plots.
 - `inference`: the model's use after training: predict, the caption service, the SavedModel export.
+- `publishing`: the `publish` stage's: the model as the `captioner` DVC artifact, with its card.
 
 Imports run one way, down to `core`: `training`, `reporting` and `inference` use the subpackages
-listed above them, never one another (tests/test_architecture.py).
+listed above them, never one another; `publishing` uses them all (tests/test_architecture.py).
 """

@@ -33,7 +33,7 @@ def attention_project(built_project, tmp_path_factory):
 @pytest.mark.slow
 def test_the_grid_reruns_extraction_and_what_follows_then_all_is_up_to_date(attention_project):
     project, output = attention_project
-    assert stages_run(output) == ["extract_features", "train", "evaluate"]
+    assert stages_run(output) == ["extract_features", "train", "evaluate", "publish"]
     grid = np.load(project / "data/features/grid.npy", mmap_mode="r")
     pooled = np.load(project / "data/features/features.npy")
     assert grid.shape == (len(pooled), 49, pooled.shape[1])

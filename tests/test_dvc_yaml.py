@@ -29,8 +29,13 @@ from tests.helpers.training import train_project
 # stage (and everything after it) for nothing. tests/test_features.py proves the decoded pixels identical.
 SPEED_ONLY = {"extract_features.decode_threads"}
 PACKAGE_DOCSTRINGS = {"captioner/__init__.py", "stages/__init__.py"}
-# Deps a stage reads only for some params: the folder of files the pretrained params may name.
-READ_FOR_SOME_PARAMS = {"pretrained": {str(paths.PRETRAINED_SOURCES)}}
+# The stage that reports the params of every stage but download in the model card: it shares them
+# with the stages they belong to.
+REPORTS_PARAMS = "publish"
+# Deps a stage reads only for some params: the folder of files the pretrained params may name, and
+# the placed CNN weights, which publish's CNN reads when extract_features.weights names a file.
+READ_FOR_SOME_PARAMS = {"pretrained": {str(paths.PRETRAINED_SOURCES)},
+                        "publish": {str(paths.PRETRAINED_WEIGHTS)}}
 
 
 def code_deps(files: set[str]) -> set[str]:
@@ -67,7 +72,8 @@ def declared_params(stage: dict) -> list[str]:
 
 
 def test_every_param_belongs_to_one_stage():
-    declared = [key for stage in STAGES.values() for key in declared_params(stage)]
+    declared = [key for name, stage in STAGES.items() if name != REPORTS_PARAMS
+                for key in declared_params(stage)]
     assert sorted(declared) == sorted(set().union(*map(section_keys, params.SECTIONS)) - SPEED_ONLY)
 
 
@@ -126,13 +132,16 @@ def related(path: str, declared: set[str]) -> bool:
     return covered(path, declared) or any(covered(entry, {path}) for entry in declared)
 
 
-@pytest.mark.parametrize("name", ["train", "evaluate"])
+@pytest.mark.parametrize("name", ["train", "evaluate", "publish"])
 def test_the_paths_a_stage_script_passes_are_its_declared_data(name):
-    # The fast twin of the audit above for the stages that name their paths in INPUTS and OUTPUTS.
+    # The fast twin of the audit above for the stages that name their paths in INPUTS and OUTPUTS
+    # (publish: its one output folder, PUBLISHED).
     script = importlib.import_module(f"stages.{name}")
-    data_deps = {dep for dep in STAGES[name]["deps"] if not dep.startswith(("stages/", "captioner/"))}
+    data_deps = {dep for dep in STAGES[name]["deps"] if not dep.startswith(("stages/", "captioner/"))
+                 } - READ_FOR_SOME_PARAMS.get(name, set())
     inputs = {str(path) for path in dataclasses.asdict(script.INPUTS).values()}
-    outputs = {str(path) for path in dataclasses.asdict(script.OUTPUTS).values()} - SCRATCH
+    outputs = ({str(script.PUBLISHED)} if name == "publish" else
+               {str(path) for path in dataclasses.asdict(script.OUTPUTS).values()} - SCRATCH)
     assert {path for path in inputs if not covered(path, data_deps)} == set()
     assert {dep for dep in data_deps if not related(dep, inputs)} == set()
     assert {path for path in outputs if not related(path, set(declared_outputs(name)))} == set()

@@ -78,7 +78,7 @@ def ensemble_project(built_project, tmp_path_factory):
 @pytest.mark.slow
 def test_an_ensemble_reruns_train_and_evaluate_and_is_then_up_to_date(ensemble_project):
     project, output, _ = ensemble_project
-    assert stages_run(output) == ["train", "evaluate"]
+    assert stages_run(output) == ["train", "evaluate", "publish"]
     assert "train: member 2 (seed 1042): best epoch" in output
     assert "train: ensemble of 2: val_loss" in output
     assert up_to_date(project)

@@ -28,14 +28,14 @@ SELF_CRITICAL_EPOCHS = FAST_PARAMS["train"]["self_critical_epochs"]
 
 # One change per stage's params, and exactly the stages it must rerun, in pipeline order.
 ISOLATION = [
-    ({"train": {"epochs": 3}}, ["train", "evaluate"]),
-    ({"evaluate": {"beam_size": 2}}, ["evaluate"]),
+    ({"train": {"epochs": 3}}, ["train", "evaluate", "publish"]),
+    ({"evaluate": {"beam_size": 2}}, ["evaluate", "publish"]),
     # The drawn captions' rarest words occur 40 times: 45 drops them from the vocabulary.
-    ({"tokenize": {"min_count": 45}}, ["tokenize", "embed", "train", "evaluate"]),
-    ({"embed": {"dim": 24}}, ["embed", "train", "evaluate"]),
+    ({"tokenize": {"min_count": 45}}, ["tokenize", "embed", "train", "evaluate", "publish"]),
+    ({"embed": {"dim": 24}}, ["embed", "train", "evaluate", "publish"]),
     ({"extract_features": {"decode_threads": 1}}, []),
     ({"extract_features": {"backbone": "resnet50", "weights": "none"}},
-     ["pretrained", "extract_features", "train", "evaluate"]),
+     ["pretrained", "extract_features", "train", "evaluate", "publish"]),
 ]
 
 
@@ -86,7 +86,7 @@ def test_returning_to_earlier_params_restores_from_the_run_cache(built_project, 
     project = built_project.clone(tmp_path / "project")
     two_epochs = lock_hashes(project)
     assert stages_run(dvc("exp", "run", "-S", "train.epochs=3", cwd=project).stdout) == [
-        "train", "evaluate"]
+        "train", "evaluate", "publish"]
     last_of_three = f"models/epochs/epoch_{3 + SELF_CRITICAL_EPOCHS:03d}.keras"
     assert (project / last_of_three).is_file()
     back = dvc("exp", "run", "-S", "train.epochs=2", cwd=project).stdout

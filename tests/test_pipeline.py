@@ -48,7 +48,8 @@ def test_repro_embed_builds_the_data_stages(built_project):
 
 def test_undecodable_images_are_left_out_counted_and_the_pipeline_finishes(built_project):
     path = built_project.path
-    assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate"]
+    assert stages_run(built_project.repro_output) == ["extract_features", "train", "evaluate",
+                                                       "publish"]
     features = read_json(path / "data/records/extract_features.json")
     assert sorted(bad["file"] for bad in features["bad_images"]) == sorted(CORRUPT)
     assert np.load(path / "data/features/features.npy").shape == (60 - len(CORRUPT), 1280)

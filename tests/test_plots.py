@@ -49,9 +49,11 @@ def write_sample_plots(project: Path, shade: int) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """dvc.yaml and .dvc's config and plot templates, with four epochs of metrics, in git."""
+    """dvc.yaml (with params.yaml, which its artifact's labels read) and .dvc's config and plot
+    templates, with four epochs of metrics, in git."""
     (tmp_path / ".dvc").mkdir()
     shutil.copy2(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy2(ROOT / "params.yaml", tmp_path)
     shutil.copy2(ROOT / ".dvc/config", tmp_path / ".dvc")
     shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
     write_history(tmp_path, epochs=4, offset=2.0)

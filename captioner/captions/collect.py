@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from captioner.captions.formats.base import SPLITS, Skips, Source, where
+from captioner.captions.formats.base import GIVEN_SPLIT, SPLITS, Skips, Source, where
 from captioner.core.errors import PipelineError
 from captioner.core.image_files import is_image_name
 
@@ -129,7 +129,7 @@ def make_splits(
     sources = {}
     for name in ("val", "test"):
         if splits[name]:
-            sources[name] = "given by the captions files"
+            sources[name] = GIVEN_SPLIT
             continue
         count = carve_count(wanted[name], pool_size, max_fraction)
         if count >= len(splits["train"]):

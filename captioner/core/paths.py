@@ -69,6 +69,12 @@ EVALUATION = Path("data/evaluation")
 SAMPLE_PLOTS = Path("data/sample_plots")
 EVAL_METRICS = Path("metrics/eval.json")
 EVAL_SPEED = Path("metrics/speed/evaluate.json")
+TEST_CAPTIONS = EVALUATION / "captions.jsonl"
+
+# The published model and its card: the folder dvc.yaml declares as the `captioner` artifact. The
+# photos unlike the training data's that the card captions are kept in git, with their licences.
+PUBLISHED = Path("published")
+PHOTOS = Path("photos")
 
 
 def split_file(name: str) -> Path:

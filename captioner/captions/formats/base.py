@@ -26,6 +26,8 @@ from captioner.core.files import read_json
 # The deepest JSON a captions file may nest: Karpathy's and COCO's files nest four levels.
 MAX_JSON_DEPTH = 64
 SPLITS = ("train", "val", "test")
+# How the tokenize record describes a split that the captions files named (not carved).
+GIVEN_SPLIT = "given by the captions files"
 
 
 @dataclass(frozen=True)
