@@ -171,8 +171,10 @@ PLANTED_BUGS = [
     PlantedBug(
         name=("dvc.yaml: extract_features.max_bad_fraction missing from the extract_features params"),
         file="dvc.yaml",
-        original="      - extract_features.max_bad_fraction\n",
-        planted="",
+        original=("      - extract_features.batch_size\n      - extract_features.max_bad_fraction\n"
+                  "      - extract_features.grid\n      - extract_features.mirrored\n    outs:"),
+        planted=("      - extract_features.batch_size\n"
+                 "      - extract_features.grid\n      - extract_features.mirrored\n    outs:"),
         tests=["tests/test_dvc_yaml.py"],
     ),
     PlantedBug(
@@ -473,5 +475,54 @@ PLANTED_BUGS = [
         original="        levels = np.clip(levels, 0, SIXTEEN_BIT_TABLE.size - 1)\n",
         planted="        levels = np.clip(levels, 0, SIXTEEN_BIT_TABLE.size - 1, out=levels)\n",
         tests=["tests/test_features.py"],
+    ),
+    PlantedBug(
+        name="pretrained sources: links are not resolved (a link in pretrained/ to a file outside is taken)",
+        file="captioner/acquire/pinning.py",
+        original="folder, resolved = sources.resolve(), path.resolve()",
+        planted="folder, resolved = Path(os.path.abspath(sources)), Path(os.path.abspath(path))",
+        tests=["tests/test_pinning.py"],
+    ),
+    PlantedBug(
+        name="model card: the project's evaluate params win over a published model's card",
+        file="captioner/__main__.py",
+        original="    if card is not None:\n        settings = decoding_of(",
+        planted="    if card is not None and evaluate is None:\n        settings = decoding_of(",
+        tests=["tests/test_model_card.py"],
+    ),
+    PlantedBug(
+        name="model card: the 'worst captioned' test images are the best captioned",
+        file="captioner/publishing/limitations.py",
+        original='worst = sorted(rows, key=lambda row: (cider[row["image"]], row["image"]))[:count]',
+        planted='worst = sorted(rows, key=lambda row: (-cider[row["image"]], row["image"]))[:count]',
+        tests=["tests/test_model_card.py"],
+    ),
+    PlantedBug(
+        name="model card: a card is read beside a model it does not describe (MD5 not compared)",
+        file="captioner/inference/model_card.py",
+        original="if (name, described_md5) != (model_path.name, md5 or file_md5(model_path)):",
+        planted="if name != model_path.name:",
+        tests=["tests/test_model_card.py"],
+    ),
+    PlantedBug(
+        name="GET /model: a model without a card answers 200 with null",
+        file="captioner/inference/service.py",
+        original="        if captioner.card is None:\n",
+        planted="        if captioner.card is None and captioner.settings is None:\n",
+        tests=["tests/test_service.py"],
+    ),
+    PlantedBug(
+        name="dvc.yaml: publish does not depend on photos/ (a new photo leaves the card stale)",
+        file="dvc.yaml",
+        original="      - data/pretrained/weights\n      - photos\n",
+        planted="      - data/pretrained/weights\n",
+        tests=["tests/test_dvc_yaml.py"],
+    ),
+    PlantedBug(
+        name="eval.json: BLEU-1..3 keep names that sort before bleu4 in dvc metrics show",
+        file="captioner/reporting/evaluation.py",
+        original='LOWER_ORDER_BLEU = {f"bleu{n}": f"bleu_{n}" for n in (1, 2, 3)}',
+        planted='LOWER_ORDER_BLEU = {f"bleu{n}": f"bleu{n}" for n in (1, 2, 3)}',
+        tests=["tests/test_scoring.py"],
     ),
 ]
