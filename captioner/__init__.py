@@ -11,5 +11,6 @@
 - `publishing`: the `publish` stage's: the model as the `captioner` DVC artifact, with its card.
 
 Imports run one way, down to `core`: `training`, `reporting` and `inference` use the subpackages
-listed above them, never one another; `publishing` uses them all (tests/test_architecture.py).
+listed above them, never one another; `publishing` sits above them all and may use any
+(tests/test_architecture.py).
 """
