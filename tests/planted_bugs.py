@@ -525,4 +525,11 @@ PLANTED_BUGS = [
         planted='LOWER_ORDER_BLEU = {f"bleu{n}": f"bleu{n}" for n in (1, 2, 3)}',
         tests=["tests/test_scoring.py"],
     ),
+    PlantedBug(
+        name="model card's per-image CIDEr: the scores are paired with the images in reverse order",
+        file="captioner/model/scoring.py",
+        original="zip(truth, scores, strict=True)",
+        planted="zip(reversed(truth), scores, strict=True)",
+        tests=["tests/test_scoring.py"],
+    ),
 ]

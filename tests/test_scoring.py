@@ -16,7 +16,13 @@ from captioner.core.errors import PipelineError
 from captioner.core.text import clean
 from captioner.model import java_scorers
 from captioner.model.java_scorers import java, ptb_tokenize
-from captioner.model.scoring import CiderD, diversity, score_captions, validation_scores
+from captioner.model.scoring import (
+    CiderD,
+    diversity,
+    per_image_cider,
+    score_captions,
+    validation_scores,
+)
 from captioner.reporting.evaluation import metric_names
 
 REFERENCES = {
@@ -151,3 +157,12 @@ def test_eval_json_names_put_bleu4_first_in_file_order_and_in_alphabetical_order
     assert list(named)[:3] == ["bleu4", "cider", "meteor"]
     assert sorted(named)[0] == "bleu4"
     assert sorted(named.values()) == sorted(scores.values())
+
+
+def test_per_image_cider_is_each_image_s_cider_on_cleaned_captions_in_any_input_order():
+    cleaned = {image: [" ".join(clean(text)) for text in refs] for image, refs in REFERENCES.items()}
+    said = {image: [" ".join(clean(text))] for image, text in HYPOTHESES.items()}
+    corpus, expected = Cider().compute_score(cleaned, said)
+    scores = per_image_cider(dict(reversed(HYPOTHESES.items())), REFERENCES)
+    assert scores == pytest.approx(dict(zip(sorted(REFERENCES), expected, strict=True)), rel=1e-12)
+    assert len(set(scores.values())) == 3 and sum(scores.values()) / 3 == pytest.approx(corpus)

@@ -3,8 +3,9 @@
 The test split is scored by coco-caption's protocol (score_captions): the PTB tokenizer, then
 BLEU-1..4, METEOR, ROUGE-L and CIDEr, the first two in Java. Validation during training keeps to
 Python (validation_scores): the project's own cleaning stands in for the PTB tokenizer, and only
-BLEU-4 and CIDEr are computed, in a fraction of a second per epoch. Self-critical training's
-reward is CIDEr-D against document frequencies fixed over the training split (CiderD).
+BLEU-4 and CIDEr are computed, in a fraction of a second per epoch; the model card's CIDEr of each
+test image is cleaned alike (per_image_cider). Self-critical training's reward is CIDEr-D against
+document frequencies fixed over the training split (CiderD).
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ def validation_scores(
     """Corpus BLEU-4 and CIDEr alone, for per-epoch validation."""
     scores = _bleu_and_cider(*_cleaned(hypotheses, references))
     return {"bleu4": scores["bleu4"], "cider": scores["cider"]}
+
+
+def per_image_cider(
+    hypotheses: Mapping[str, str], references: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """Each image's CIDEr (document frequencies over these images), both sides cleaned as for
+    validation: what the model card ranks the test images by."""
+    truth, result = _cleaned(hypotheses, references)
+    _, scores = Cider().compute_score(truth, result)
+    return {image: float(score) for image, score in zip(truth, scores, strict=True)}
 
 
 def diversity(captions: Sequence[str]) -> dict[str, float | int]:

@@ -11,29 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocoevalcap.cider.cider import Cider
 
 from captioner.core.errors import PipelineError
 from captioner.core.files import read_json
-from captioner.core.text import clean
 from captioner.inference.captioning import Caption, ImageCaptioner
 from captioner.inputs.pixels import BadImage, load_pixels
+from captioner.model.scoring import per_image_cider
 from captioner.publishing.card import NEAR_ZERO_CIDER
 
 # The photos folder's list of its photos: file, what each shows, its source and licence.
 PHOTO_LIST = "photos.json"
 PHOTO_KEYS = ("file", "shows", "source", "licence")
-
-
-def per_image_cider(captions: Mapping[str, str], references: Mapping[str, Sequence[str]]
-                    ) -> dict[str, float]:
-    """Each image's CIDEr (pycocoevalcap's, document frequencies over these images), both sides
-    cleaned as training cleans them."""
-    images = sorted(captions)
-    truth = {image: [" ".join(clean(text)) for text in references[image]] for image in images}
-    result = {image: [" ".join(clean(captions[image]))] for image in images}
-    _, scores = Cider().compute_score(truth, result)
-    return {image: float(score) for image, score in zip(images, scores, strict=True)}
 
 
 def worst_captioned(rows: Sequence[Mapping[str, Any]], count: int
