@@ -1,6 +1,6 @@
 """Stage train: fits the merge captioner with teacher forcing (cross-entropy), then fine-tunes it
 with self-critical training (CIDEr-D reward), one epoch at a time, resumably; with train.ensemble > 1
-it trains that many captioners in turn, each with its own seed, and publishes them as one ensemble
+it trains that many captioners in turn, each with its own seed, and writes them as one ensemble
 (see captioner.training.stage). Under train.distribute multi_worker every machine runs it
 (captioner.training.distribute); only the chief writes anything into the project.
 """

@@ -3,7 +3,8 @@
 params.yaml is the one place where values live: every key is required there, none has a default here.
 
 Each stage loads only its own section with `load(Section)`, but for `pretrained`, which reads the
-keys of embed and extract_features that name files. Unknown keys, wrong types (strict: no `"3"` for
+keys of embed and extract_features that name files, and `publish`, whose model card reports the
+sections of every stage but download. Unknown keys, wrong types (strict: no `"3"` for
 3, no `true` for 1; an integer is a valid float), out-of-range values and broken cross-key rules are
 all reported before any work starts, one line per key with its value and what is allowed.
 `schema()` is the JSON Schema of the whole file (params.schema.json, which editors read).

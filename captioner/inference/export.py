@@ -1,8 +1,9 @@
 """`python -m captioner export`: the model as a TensorFlow SavedModel that captions encoded images.
 
 The serving signature takes JPEG, PNG, GIF or BMP bytes and runs everything in one graph: decoding
-and resizing, the CNN, and the project's beam search with the evaluate settings baked in. It needs
-TensorFlow alone, so `tf.saved_model.load` and TensorFlow Serving use it as it is. The CNN runs
+and resizing, the CNN, and the project's beam search with the chosen decoding settings (flags, else
+the model card's, else the evaluate params) baked in. It needs TensorFlow alone, so
+`tf.saved_model.load` and TensorFlow Serving use it as it is. The CNN runs
 a batch in the service's shapes (captioning.cnn_shape), so an image gets predict's features.
 Unlike predict's Pillow decoding, TensorFlow's ignores EXIF orientation and a transparent pixel's
 alpha, and resizes with its own bilinear filter: images already upright, opaque and 224x224 get

@@ -1,4 +1,4 @@
-"""The evaluate stage's work: the published model's beam-search captions of every test image, their
+"""The evaluate stage's work: the chosen model's beam-search captions of every test image, their
 coco-caption scores and diversity, the retrieval baseline's captions and scores beside them, the
 report and the epoch table.
 

@@ -1,6 +1,6 @@
 """The train stage's work: reads the splits, embeddings and features, trains the captioners that
-`train.ensemble` asks for, one after the other, each with its own seed, and publishes them: a lone
-model as it is, several as one ensemble (captioner.training.ensemble).
+`train.ensemble` asks for, one after the other, each with its own seed, and writes them as the
+model: a lone one as it is, several as one ensemble (captioner.training.ensemble).
 
 Each captioner trains in its own run folder (so a killed run resumes in the member it was in), logs
 its epochs to DVCLive's summary (under member_N/ in an ensemble) and prints a line per epoch. At the
