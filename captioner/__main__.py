@@ -51,13 +51,13 @@ def decoding_settings(arguments: argparse.Namespace) -> tuple[params.DecodingSet
         settings = decoding_of(card, arguments.model.parent / CARD_JSON)
     elif evaluate is not None:
         settings = evaluate.decoding
-    elif len(given) < len(flags):
+    elif len(given) == len(flags):
+        settings = params.DecodingSettings(**given)
+    else:
         raise PipelineError(f"{PARAMS_FILE}: not found in this folder; run in the project "
                             "folder (it decodes as the evaluate stage does), give a published "
                             "model (its card says how it decodes) or give --beam-size, "
                             "--length-penalty and --max-length")
-    else:
-        return params.DecodingSettings(**given), batch_size
     return dataclasses.replace(settings, **given), batch_size
 
 
